@@ -1,0 +1,23 @@
+"""metaprior: meta-learned neural-network priors for Bayesian optimisation.
+
+Reptile (Nichol, Achiam & Schulman 2018) meta-trains a small network on a task family; BoTorch
+uses the adapted network as a GP's mean, deep-kernel feature map, or both (Plug 2021,
+arXiv 2101.00729).
+"""
+
+from metaprior import errors, tasks
+from metaprior.config import ReptileConfig
+from metaprior.meta.evaluate import evaluate_few_shot
+from metaprior.meta.reptile import meta_train
+from metaprior.prior import MetaPrior
+
+__version__ = "0.1.0"
+
+__all__ = [
+    "MetaPrior",
+    "ReptileConfig",
+    "errors",
+    "evaluate_few_shot",
+    "meta_train",
+    "tasks",
+]

@@ -1,0 +1,1 @@
+"""Meta-training (batched Reptile) and few-shot evaluation."""

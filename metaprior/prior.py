@@ -1,0 +1,172 @@
+"""`MetaPrior`: a meta-trained network plus everything needed to use it on a new task.
+
+It holds the network's weights, the input box (inputs are mapped to the unit cube), the
+family-level output statistics (outputs are standardised with them), the config and training
+statistics. `adapt` returns an adapted copy; nothing ever mutates a prior in place.
+"""
+
+from __future__ import annotations
+
+import copy
+import warnings
+
+import torch
+from torch import Tensor
+
+from metaprior.adaptation import adapt_batched, n_epochs, order_keys
+from metaprior.config import ReptileConfig
+from metaprior.errors import AdaptationWarning, InputDataError, PriorFileError
+from metaprior.nets import Params, forward, layer_sizes, stack
+from metaprior.priorfile import FORMAT_VERSION, as_float_tensor, read_prior_file, write_prior_file
+from metaprior.tasks.family import make_generator, validate_bounds
+from metaprior.validation import check_X, check_Y, warn_out_of_bounds
+
+
+class MetaPrior:
+    """A meta-learned network prior for one task family.
+
+    Args:
+        params: the network's weights `[W_0, b_0, ..., W_L, b_L]` (see `metaprior.nets`).
+        bounds: `2 x d` box of the family, in original units.
+        y_mean: family-level output mean (original units).
+        y_std: family-level output standard deviation.
+        config: the `ReptileConfig` it was trained with (test-time adaptation reuses it).
+        family: the family's name.
+        stats: training statistics (JSON-able).
+        n_adapted: number of observations this copy was adapted to (0 for a meta-init).
+    """
+
+    def __init__(self, params: Params, bounds, y_mean: float, y_std: float,
+                 config: ReptileConfig, family: str = "custom", stats: dict | None = None,
+                 n_adapted: int = 0):
+        self.params = [p.detach().clone() for p in params]
+        self.bounds = validate_bounds(bounds)
+        self.y_mean = float(y_mean)
+        self.y_std = float(y_std)
+        self.config = config
+        self.family = family
+        self.stats = dict(stats or {})
+        self.n_adapted = int(n_adapted)
+        expected = layer_sizes(self.dim, config.hidden)
+        got = [self.params[0].shape[-1]] + [p.shape[0] for p in self.params[::2]]
+        if got != expected:
+            raise InputDataError(f"weights have layer sizes {got}, config implies {expected}")
+
+    @property
+    def dim(self) -> int:
+        return self.bounds.shape[-1]
+
+    @property
+    def device(self) -> torch.device:
+        return self.params[0].device
+
+    # ---- normalisation -------------------------------------------------------------------
+    def to_unit(self, X: Tensor) -> Tensor:
+        """Map `... x n x d` original-unit inputs to the unit cube."""
+        lo, hi = self.bounds.to(X)
+        return (X - lo) / (hi - lo)
+
+    def normalize_y(self, Y: Tensor) -> Tensor:
+        return (Y - self.y_mean) / self.y_std
+
+    def unnormalize_y(self, Z: Tensor) -> Tensor:
+        return Z * self.y_std + self.y_mean
+
+    # ---- prediction ----------------------------------------------------------------------
+    def net(self, U: Tensor, features: bool = False) -> Tensor:
+        """The network on unit-cube inputs `... x n x d`: `... x n` normalised outputs."""
+        params = [p.to(device=U.device, dtype=U.dtype) for p in self.params]
+        return forward(params, U, features=features)
+
+    def predict(self, X) -> Tensor:
+        """Predictions in original units: `... x n x d` inputs -> `... x n x 1`."""
+        X = check_X(X, self.dim)
+        warn_out_of_bounds(X, self.bounds)
+        return self.unnormalize_y(self.net(self.to_unit(X))).unsqueeze(-1)
+
+    def features(self, X) -> Tensor:
+        """Last hidden layer: `... x n x d` inputs in original units -> `... x n x h`."""
+        X = check_X(X, self.dim)
+        return self.net(self.to_unit(X), features=True)
+
+    # ---- adaptation ----------------------------------------------------------------------
+    def adapt(self, X, Y, steps: int | None = None, seed: int = 0) -> MetaPrior:
+        """A copy adapted to observations `X` (`n x d`, original units) and `Y` (`n x 1`).
+
+        It runs the meta-trained inner loop (same optimiser, step size and minibatch size) for
+        `steps` (default `config.adapt_steps`) steps. The prior itself is unchanged.
+        """
+        X = check_X(X, self.dim, allow_batch=False)
+        Y = check_Y(Y, X.shape[0])
+        warn_out_of_bounds(X, self.bounds)
+        out = copy.copy(self)
+        out.params = [p.clone() for p in self.params]
+        out.stats = dict(self.stats)
+        n = X.shape[0]
+        if n == 0:
+            return out
+        cfg = self.config
+        steps = cfg.adapt_steps if steps is None else int(steps)
+        dtype, device = self.params[0].dtype, self.device
+        U = self.to_unit(X.to(torch.float64)).to(device=device, dtype=dtype).unsqueeze(0)
+        Z = self.normalize_y(Y.to(torch.float64)[:, 0]).to(device=device, dtype=dtype).unsqueeze(0)
+        mask = torch.ones_like(Z, dtype=torch.bool)
+        g = make_generator(seed, "adapt", n)
+        keys = order_keys(n_epochs(steps, n, cfg.inner_batch_size), 1, n, g).to(device)
+        phi, _ = adapt_batched(stack(self.params, 1), U, Z, mask, keys, steps,
+                               cfg.inner_batch_size, cfg.inner_lr, cfg.inner_optimizer,
+                               cfg.max_grad_norm)
+        phi = [p[0] for p in phi]
+        if not all(torch.isfinite(p).all() for p in phi):
+            warnings.warn("adaptation went non-finite; keeping the meta-init",
+                          AdaptationWarning, stacklevel=2)
+            phi = [p.clone() for p in self.params]
+        out.params = phi
+        out.n_adapted = n
+        return out
+
+    def to(self, device) -> MetaPrior:
+        out = copy.copy(self)
+        out.params = [p.to(device) for p in self.params]
+        return out
+
+    # ---- files ---------------------------------------------------------------------------
+    def header(self) -> dict:
+        return {
+            "family": self.family,
+            "dim": self.dim,
+            "bounds": self.bounds.tolist(),
+            "y_mean": self.y_mean,
+            "y_std": self.y_std,
+            "config": self.config.to_dict(),
+            "stats": self.stats,
+            "n_adapted": self.n_adapted,
+            "format_version": FORMAT_VERSION,
+        }
+
+    def save(self, path) -> None:
+        """Write the prior to `path` (safetensors + JSON header), atomically."""
+        tensors = {f"param.{i:03d}": p.float() for i, p in enumerate(self.params)}
+        write_prior_file(path, tensors, self.header())
+
+    @classmethod
+    def load(cls, path, device=None) -> MetaPrior:
+        """Read a prior file; anything but a valid prior raises `PriorFileError`."""
+        tensors, h = read_prior_file(path)
+        try:
+            params = [tensors[k] for k in sorted(tensors) if k.startswith("param.")]
+            config = ReptileConfig.from_dict(h["config"])
+            bounds = as_float_tensor(h["bounds"], "bounds")
+            prior = cls(params, bounds, float(h["y_mean"]), float(h["y_std"]), config,
+                        family=str(h["family"]), stats=h.get("stats"),
+                        n_adapted=int(h.get("n_adapted", 0)))
+        except PriorFileError:
+            raise
+        except Exception as e:  # missing keys, wrong shapes, invalid config: all a bad file
+            raise PriorFileError(f"{path}: inconsistent prior contents ({type(e).__name__}: {e})"
+                                 ) from None
+        return prior.to(device) if device is not None else prior
+
+    def __repr__(self) -> str:
+        return (f"MetaPrior(family={self.family!r}, dim={self.dim}, hidden={self.config.hidden}, "
+                f"n_adapted={self.n_adapted})")

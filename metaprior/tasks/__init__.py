@@ -1,0 +1,28 @@
+"""Task families: many related minimisation problems over one box."""
+
+from metaprior.tasks.family import Task, TaskBatch, TaskFamily
+from metaprior.tasks.registry import BUILTIN_FAMILIES, get_family
+from metaprior.tasks.synthetic import (
+    Branin,
+    Forrester,
+    FunctionFamily,
+    Hartmann,
+    Logistic,
+    Sinusoid,
+)
+from metaprior.tasks.table import TableFamily
+
+__all__ = [
+    "BUILTIN_FAMILIES",
+    "Branin",
+    "Forrester",
+    "FunctionFamily",
+    "Hartmann",
+    "Logistic",
+    "Sinusoid",
+    "TableFamily",
+    "Task",
+    "TaskBatch",
+    "TaskFamily",
+    "get_family",
+]

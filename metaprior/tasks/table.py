@@ -1,0 +1,181 @@
+"""Historical runs as a task family: one row per evaluation, many tasks of unequal size.
+
+Rows are stored once, grouped by task, in two flat tensors. A meta-batch gathers its points by
+index (no per-step copy of the table), so a table of millions of rows streams in constant memory.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import numpy as np
+import pandas as pd
+import torch
+from torch import Tensor
+
+from metaprior.errors import InputDataError, TaskFamilyError
+from metaprior.tasks.family import (
+    Task,
+    TaskBatch,
+    TaskFamily,
+    make_generator,
+    stream_seed,
+    validate_bounds,
+)
+
+# Default split rule: a task is held out when the hash of its name falls in the first fifth.
+TEST_FRACTION_BUCKETS = 5
+
+
+def default_test_tasks(names: Sequence[str]) -> list[str]:
+    """The documented default split: tasks whose `stream_seed(0, 'split', name) % 5 == 0`.
+
+    It depends only on each task's own name, so adding tasks never moves an old task across the
+    split. At least one task is held out and at least one kept for training.
+    """
+    names = sorted(map(str, names))
+    test = [n for n in names if stream_seed(0, "split", n) % TEST_FRACTION_BUCKETS == 0]
+    if not test and len(names) > 1:
+        test = [min(names, key=lambda n: stream_seed(0, "split", n))]
+    if len(test) == len(names):
+        test = test[:-1]
+    return test
+
+
+class TableFamily(TaskFamily):
+    """A family built from a table of past evaluations.
+
+    Args:
+        X: `N x d` inputs, rows grouped by task (see `from_dataframe`).
+        Y: `N` outputs (minimised).
+        task_names: the tasks' names, in the order of their row blocks.
+        counts: rows per task.
+        bounds: `2 x d` box.
+        test_tasks: names held out from meta-training.
+    """
+
+    def __init__(self, X: Tensor, Y: Tensor, task_names: list[str], counts: Tensor, bounds,
+                 test_tasks: Sequence[str], name: str = "table", input_names=None):
+        super().__init__(bounds, name)
+        self.X, self.Y = X, Y
+        self.task_names = list(task_names)
+        self.counts = counts
+        self.offsets = torch.cumsum(counts, 0) - counts
+        self.input_names = list(input_names) if input_names is not None else None
+        unknown = sorted(set(map(str, test_tasks)) - set(self.task_names))
+        if unknown:
+            raise TaskFamilyError(f"test_tasks {unknown} are not tasks of the table")
+        test = set(map(str, test_tasks))
+        self.split_index = {
+            "train": torch.tensor([i for i, n in enumerate(self.task_names) if n not in test]),
+            "test": torch.tensor([i for i, n in enumerate(self.task_names) if n in test]),
+        }
+        if len(self.split_index["train"]) == 0:
+            raise TaskFamilyError(f"every task is held out ({sorted(test)}); none left to train on")
+
+    @classmethod
+    def from_dataframe(cls, df: pd.DataFrame, task: str, inputs: Sequence[str], output: str,
+                       bounds=None, test_tasks: Sequence[str] | None = None, name: str = "table",
+                       shuffle_seed: int = 0) -> TableFamily:
+        """Build a family from one row per evaluation.
+
+        Args:
+            df: the runs.
+            task: column naming the task of each row.
+            inputs: the d input columns.
+            output: the column to minimise.
+            bounds: `2 x d`; inferred from the data's min and max when None.
+            test_tasks: tasks held out of meta-training; `default_test_tasks` when None.
+            shuffle_seed: rows are shuffled once within each task, so that strided sampling
+                of a task's rows is a random subset whatever order the table came in.
+        """
+        missing = [c for c in [task, *inputs, output] if c not in df.columns]
+        if missing:
+            raise TaskFamilyError(f"columns {missing} not in the DataFrame (has {list(df.columns)})")
+        if len(df) == 0:
+            raise TaskFamilyError("the DataFrame is empty: no tasks to learn from")
+        values = df[list(inputs) + [output]].to_numpy(dtype=np.float64)
+        bad = ~np.isfinite(values).all(axis=1)
+        if bad.any():
+            raise InputDataError(
+                f"{int(bad.sum())} rows have NaN or inf in {list(inputs) + [output]}, "
+                f"first at index {df.index[bad.argmax()]!r}: {values[bad.argmax()].tolist()}"
+            )
+        keys = df[task].astype(str).to_numpy()
+        rng = np.random.default_rng(shuffle_seed)
+        order = np.lexsort((rng.random(len(df)), keys))  # group by task, random within a task
+        keys, values = keys[order], values[order]
+        names, starts, counts = np.unique(keys, return_index=True, return_counts=True)
+        one = names[counts < 2].tolist()
+        if one:
+            raise TaskFamilyError(
+                f"tasks {one[:10]} have a single row; a task needs >= 2 points to split support "
+                "from query"
+            )
+        X = torch.from_numpy(values[:, :-1].copy())
+        Y = torch.from_numpy(values[:, -1].copy())
+        if bounds is None:
+            bounds = torch.stack([X.min(0).values, X.max(0).values])
+        bounds = validate_bounds(bounds)
+        if bounds.shape[-1] != len(inputs):
+            raise TaskFamilyError(f"bounds have {bounds.shape[-1]} columns for {len(inputs)} inputs")
+        names = names.tolist()
+        if test_tasks is None:
+            test_tasks = default_test_tasks(names)
+        return cls(X, Y, names, torch.from_numpy(counts), bounds, test_tasks, name, inputs)
+
+    def n_train_tasks(self) -> int:
+        return len(self.split_index["train"])
+
+    def tasks(self, split: str) -> list[str]:
+        self.check_split(split)
+        return [self.task_names[i] for i in self.split_index[split].tolist()]
+
+    def sample(self, n_tasks, n_points, generator, split="train", grid=False) -> TaskBatch:
+        """B tasks of `split` (without replacement while possible), up to `n_points` rows each.
+
+        A task with fewer rows is padded and masked. Rows are picked by stratified offsets into
+        the task's shuffled block: distinct rows, O(B x n_points) memory whatever the table size.
+        """
+        self.check_split(split)
+        pool = self.split_index[split]
+        if len(pool) == 0:
+            raise TaskFamilyError(f"{self.name} has no {split!r} tasks")
+        dev = generator.device
+        if n_tasks <= len(pool):
+            pick = torch.rand(len(pool), generator=generator, device=dev).argsort()[:n_tasks]
+        else:
+            pick = torch.randint(len(pool), (n_tasks,), generator=generator, device=dev)
+        task_idx = pool.to(dev)[pick]
+        counts = self.counts.to(dev)[task_idx].unsqueeze(-1)  # B x 1
+        j = torch.arange(n_points, device=dev).unsqueeze(0)  # 1 x n
+        u = torch.rand(n_tasks, n_points, generator=generator, device=dev, dtype=torch.float64)
+        stride = counts.double() / n_points
+        strided = ((j + u) * stride).floor().long()
+        local = torch.where(counts > n_points, strided, j)
+        mask = j < counts
+        local = torch.where(mask, local, torch.zeros_like(local))
+        rows = (self.offsets.to(dev)[task_idx].unsqueeze(-1) + local).cpu()
+        X = self.X[rows].to(dev)
+        Y = torch.where(mask, self.Y[rows].to(dev), torch.zeros((), dtype=self.Y.dtype, device=dev))
+        return TaskBatch(X, Y, mask, [self.task_names[i] for i in task_idx.tolist()])
+
+    def held_out_tasks(self, n_tasks: int, seed: int = 0) -> list[Task]:
+        raise TaskFamilyError(
+            f"{self.name}: a table cannot evaluate new points, so it has no BO test tasks; use "
+            "sample(..., split='test') for few-shot evaluation, or a surrogate family (yahpo)"
+        )
+
+    def task_rows(self, name: str) -> tuple[Tensor, Tensor]:
+        """All rows of one task: `n x d` inputs and `n` outputs."""
+        i = self.task_names.index(str(name))
+        s, c = int(self.offsets[i]), int(self.counts[i])
+        return self.X[s:s + c], self.Y[s:s + c]
+
+
+def table_held_out(family: TableFamily, n_tasks: int, seed: int) -> list[str]:
+    """Up to `n_tasks` held-out task names, in a seeded order."""
+    names = family.tasks("test")
+    g = make_generator(seed, "table-held-out", family.name)
+    order = torch.randperm(len(names), generator=g).tolist()
+    return [names[i] for i in order[:n_tasks]]
