@@ -7,17 +7,23 @@ arXiv 2101.00729).
 
 from metaprior import errors, tasks
 from metaprior.config import ReptileConfig
+from metaprior.gp.model import MetaPriorModel
 from metaprior.meta.evaluate import evaluate_few_shot
 from metaprior.meta.reptile import meta_train
+from metaprior.optim import Optimizer, OptimizeResult, minimize
 from metaprior.prior import MetaPrior
 
 __version__ = "0.1.0"
 
 __all__ = [
     "MetaPrior",
+    "MetaPriorModel",
+    "OptimizeResult",
+    "Optimizer",
     "ReptileConfig",
     "errors",
     "evaluate_few_shot",
     "meta_train",
+    "minimize",
     "tasks",
 ]

@@ -1,0 +1,9 @@
+"""BoTorch integration: the adapted network as GP mean, deep-kernel features, or both."""
+
+from metaprior.gp.kernels import NetworkFeatureKernel, feature_kernel
+from metaprior.gp.means import NetworkMean
+from metaprior.gp.model import MODES, MetaPriorModel
+from metaprior.gp.network import FrozenNetwork
+
+__all__ = ["MODES", "FrozenNetwork", "MetaPriorModel", "NetworkFeatureKernel", "NetworkMean",
+           "feature_kernel"]

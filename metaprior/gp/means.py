@@ -1,0 +1,37 @@
+"""The adapted network as a GPyTorch mean, in the GP's standardised output space."""
+
+from __future__ import annotations
+
+import torch
+from gpytorch.means import Mean
+from torch import Tensor
+
+from metaprior.gp.network import FrozenNetwork
+
+
+class NetworkMean(Mean):
+    """`m(x) = (net(x) - offset) / scale`.
+
+    The GP sees `Normalize`d inputs (the unit cube of the prior's bounds, which is the network's
+    own input space) and outcome-transformed targets. `offset` and `scale` are the outcome
+    transform's mean and std (0 and 1 without one), so the mean lands exactly in that space.
+
+    Args:
+        network: the frozen, adapted network.
+        offset: the outcome transform's mean (original units).
+        scale: the outcome transform's standard deviation.
+    """
+
+    def __init__(self, network: FrozenNetwork, offset: float = 0.0, scale: float = 1.0):
+        super().__init__()
+        self.network = network
+        self.register_buffer("offset", torch.tensor(float(offset), dtype=torch.float64))
+        self.register_buffer("scale", torch.tensor(float(scale), dtype=torch.float64))
+
+    def set_output_map(self, offset: Tensor | float, scale: Tensor | float) -> None:
+        self.offset.copy_(torch.as_tensor(offset).reshape(()))
+        self.scale.copy_(torch.as_tensor(scale).reshape(()))
+
+    def forward(self, x: Tensor) -> Tensor:
+        """`... x n x d` unit-cube inputs -> `... x n` means."""
+        return (self.network(x) - self.offset) / self.scale

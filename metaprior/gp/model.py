@@ -1,0 +1,95 @@
+"""`MetaPriorModel`: a BoTorch `SingleTaskGP` that starts from a meta-learned prior."""
+
+from __future__ import annotations
+
+from botorch.models import SingleTaskGP
+from botorch.models.transforms.input import InputTransform, Normalize
+from botorch.models.transforms.outcome import OutcomeTransform, Standardize
+from botorch.models.utils.gpytorch_modules import get_covar_module_with_dim_scaled_prior
+from botorch.utils.types import DEFAULT, _DefaultType
+from gpytorch.kernels import Kernel
+from gpytorch.means import ConstantMean
+from torch import Tensor
+
+from metaprior.errors import ConfigError, InputDataError
+from metaprior.gp.kernels import feature_kernel
+from metaprior.gp.means import NetworkMean
+from metaprior.gp.network import FrozenNetwork
+from metaprior.prior import MetaPrior
+from metaprior.validation import check_X, check_Y
+
+MODES = ("mean", "kernel", "both")
+
+
+class MetaPriorModel(SingleTaskGP):
+    """A GP whose mean and/or kernel come from a prior adapted to the observations.
+
+    On construction a copy of the prior's network adapts to `(train_X, train_Y)` with the
+    meta-trained inner loop and is frozen; `fit_gpytorch_mll` then fits only the GP's
+    hyperparameters (a trainable network inside the marginal likelihood overfits and is slow).
+
+    Args:
+        train_X: `n x d` training inputs in the family's original units.
+        train_Y: `n x 1` observations.
+        prior: the `MetaPrior`.
+        mode: "mean" (network mean, default kernel on inputs), "kernel" (constant mean,
+            `ScaleKernel(Matern)` on the network's features) or "both".
+        train_Yvar: optional `n x 1` observation noise variances.
+        input_transform: default `Normalize` to the prior's bounds (the network's unit cube).
+        outcome_transform: default `Standardize(m=1)`; the network mean is mapped into its space.
+        adapt_steps: inner steps of the adaptation (default: the prior's `adapt_steps`).
+        covar_module: override the kernel (modes "mean" and "both" keep the network mean).
+
+    Example:
+        >>> model = MetaPriorModel(X, Y, prior=prior, mode="both")
+        >>> fit_gpytorch_mll(ExactMarginalLogLikelihood(model.likelihood, model))
+    """
+
+    def __init__(self, train_X: Tensor, train_Y: Tensor, prior: MetaPrior, mode: str = "mean",
+                 train_Yvar: Tensor | None = None,
+                 input_transform: InputTransform | _DefaultType | None = DEFAULT,
+                 outcome_transform: OutcomeTransform | _DefaultType | None = DEFAULT,
+                 adapt_steps: int | None = None, covar_module: Kernel | None = None,
+                 likelihood=None) -> None:
+        if mode not in MODES:
+            raise ConfigError(f"mode must be one of {MODES} (got {mode!r})")
+        if not isinstance(prior, MetaPrior):
+            raise ConfigError(f"prior must be a MetaPrior (got {type(prior).__name__})")
+        train_X = check_X(train_X, prior.dim, "train_X", allow_batch=False)
+        train_Y = check_Y(train_Y, train_X.shape[0], "train_Y")
+        if train_X.shape[0] < 1:
+            raise InputDataError("MetaPriorModel needs at least one observation; with none, "
+                                 "use prior.predict (the zero-shot prior)")
+        self.prior = prior
+        self.mode = mode
+        self.adapted_prior = prior.adapt(train_X, train_Y, steps=adapt_steps)
+        network = FrozenNetwork(self.adapted_prior)
+        if input_transform == DEFAULT:
+            input_transform = Normalize(d=prior.dim, bounds=prior.bounds.to(train_X))
+        if outcome_transform == DEFAULT:
+            outcome_transform = Standardize(m=1)
+        mean_module = NetworkMean(network) if mode in ("mean", "both") else ConstantMean()
+        if covar_module is None:
+            if mode == "mean":
+                covar_module = get_covar_module_with_dim_scaled_prior(ard_num_dims=prior.dim)
+            else:
+                covar_module = feature_kernel(network)
+        super().__init__(train_X, train_Y, train_Yvar=train_Yvar, likelihood=likelihood,
+                         covar_module=covar_module, mean_module=mean_module,
+                         outcome_transform=outcome_transform, input_transform=input_transform)
+        if isinstance(self.mean_module, NetworkMean):
+            tf = getattr(self, "outcome_transform", None)
+            if isinstance(tf, Standardize):
+                self.mean_module.set_output_map(tf.means, tf.stdvs)
+            elif tf is not None:
+                raise ConfigError(
+                    f"mode {mode!r} needs a Standardize outcome transform or None, to map the "
+                    f"network's output into the GP's space (got {type(tf).__name__})"
+                )
+
+    @property
+    def network(self) -> FrozenNetwork:
+        for m in self.modules():
+            if isinstance(m, FrozenNetwork):
+                return m
+        raise AttributeError("no network")  # unreachable: every mode holds one

@@ -1,0 +1,252 @@
+"""Ask/tell Bayesian optimisation (minimisation) that starts from a meta-learned prior.
+
+With a prior, the first point is the prior's zero-shot minimiser and later points maximise
+qLogNEI under `MetaPriorModel`. Without one it is plain BO: a scrambled Sobol design, then
+`SingleTaskGP` + qLogNEI.
+"""
+
+from __future__ import annotations
+
+import time
+import warnings
+from dataclasses import dataclass
+
+import pandas as pd
+import torch
+from botorch.acquisition import qLogNoisyExpectedImprovement
+from botorch.acquisition.objective import LinearMCObjective
+from botorch.exceptions import ModelFittingError
+from botorch.fit import fit_gpytorch_mll
+from botorch.models import SingleTaskGP
+from botorch.models.transforms.input import Normalize
+from botorch.optim import optimize_acqf
+from gpytorch.mlls import ExactMarginalLogLikelihood
+from torch import Tensor
+from torch.quasirandom import SobolEngine
+
+from metaprior.errors import ConfigError, InputDataError
+from metaprior.gp.model import MODES, MetaPriorModel
+from metaprior.prior import MetaPrior
+from metaprior.tasks.family import stream_seed, validate_bounds
+from metaprior.validation import check_X, warn_out_of_bounds
+from metaprior.zero_shot import prior_minimizer
+
+
+def default_n_init(dim: int) -> int:
+    """Sobol points before the first GP of uninformed BO: d + 1, between 2 and 8."""
+    return max(2, min(dim + 1, 8))
+
+
+class Optimizer:
+    """Minimise a black-box function by ask/tell, starting from a prior.
+
+    Args:
+        bounds: `2 x d` box, original units.
+        prior: a `MetaPrior` for this family, or None for plain (uninformed) BO.
+        seed: seeds the Sobol design and the acquisition optimiser; equal seeds, equal runs.
+        mode: how the prior enters the GP: "mean", "kernel" or "both".
+        n_init: Sobol points before the first GP (uninformed BO only; default d + 1).
+        warm_start: with `prior=None`, replace the first Sobol point by this prior's zero-shot
+            minimiser (the benchmark's ablation that isolates the warm start).
+        num_restarts, raw_samples: `optimize_acqf` settings.
+        adapt_steps: inner steps when adapting the prior (default: the prior's).
+
+    Example:
+        >>> opt = Optimizer(bounds, prior=prior, seed=0)
+        >>> for _ in range(10):
+        ...     X = opt.ask()
+        ...     opt.tell(X, f(X))
+        >>> x_best, y_best = opt.best
+    """
+
+    def __init__(self, bounds, prior: MetaPrior | None = None, *, seed: int = 0,
+                 mode: str = "mean", n_init: int | None = None,
+                 warm_start: MetaPrior | None = None, num_restarts: int = 8,
+                 raw_samples: int = 256, adapt_steps: int | None = None):
+        self.bounds = validate_bounds(bounds)
+        d = self.dim
+        for name, p in (("prior", prior), ("warm_start", warm_start)):
+            if p is not None and not isinstance(p, MetaPrior):
+                raise ConfigError(f"{name} must be a MetaPrior or None (got {type(p).__name__})")
+            if p is not None and p.dim != d:
+                raise InputDataError(f"{name} was built for dimension {p.dim}, bounds have {d}")
+        if mode not in MODES:
+            raise ConfigError(f"mode must be one of {MODES} (got {mode!r})")
+        if prior is not None and warm_start is not None:
+            raise ConfigError("give either prior or warm_start, not both")
+        self.prior, self.mode, self.warm_start = prior, mode, warm_start
+        self.seed = int(seed)
+        self.n_init = default_n_init(d) if n_init is None else int(n_init)
+        if self.n_init < 1:
+            raise ConfigError(f"n_init must be >= 1 (got {n_init})")
+        self.num_restarts, self.raw_samples = int(num_restarts), int(raw_samples)
+        self.adapt_steps = adapt_steps
+        self._sobol = SobolEngine(d, scramble=True, seed=stream_seed(self.seed, "sobol") % 2**31)
+        self._X = torch.empty(0, d, dtype=torch.float64)
+        self._Y = torch.empty(0, 1, dtype=torch.float64)
+        self._pending: list[tuple[Tensor, str, float]] = []
+        self._rows: list[dict] = []
+        self.model = None
+
+    @property
+    def dim(self) -> int:
+        return self.bounds.shape[-1]
+
+    # ---- ask ---------------------------------------------------------------------------
+    def ask(self, n: int = 1) -> Tensor:
+        """The next `n` points to evaluate, `n x d` in original units."""
+        if isinstance(n, bool) or not isinstance(n, int) or n < 1:
+            raise ConfigError(f"n must be a positive integer (got {n!r})")
+        t0 = time.perf_counter()
+        X, source = self._propose(n)
+        seconds = (time.perf_counter() - t0) / n
+        for x in X:
+            self._pending.append((x.clone(), source, seconds))
+        return X
+
+    def _n_seen(self) -> int:
+        return self._X.shape[0] + len(self._pending)
+
+    def _propose(self, n: int) -> tuple[Tensor, str]:
+        zero_shot = self.prior if self.prior is not None else self.warm_start
+        if self._n_seen() == 0 and zero_shot is not None:
+            first = prior_minimizer(zero_shot, self.bounds, seed=self.seed).unsqueeze(0)
+            rest = self._sobol_points(n - 1) if n > 1 else first[:0]
+            return torch.cat([first, rest]), "prior"
+        if self.prior is None and (self._X.shape[0] < self.n_init or self._X.shape[0] == 0):
+            return self._sobol_points(n), "sobol"
+        if self._X.shape[0] == 0:  # prior's first point still pending: nothing to adapt to yet
+            return self._sobol_points(n), "sobol"
+        return self._bo_points(n), "bo"
+
+    def _sobol_points(self, n: int) -> Tensor:
+        lo, hi = self.bounds
+        return lo + self._sobol.draw(n, dtype=torch.float64) * (hi - lo)
+
+    def build_model(self):
+        """The GP on all observations so far: `MetaPriorModel` with a prior, else SingleTaskGP."""
+        if self.prior is not None:
+            return MetaPriorModel(self._X, self._Y, self.prior, mode=self.mode,
+                                  adapt_steps=self.adapt_steps)
+        return SingleTaskGP(self._X, self._Y,
+                            input_transform=Normalize(d=self.dim, bounds=self.bounds))
+
+    def _bo_points(self, n: int) -> Tensor:
+        step_seed = stream_seed(self.seed, "bo", self._n_seen()) % 2**31
+        with torch.random.fork_rng():
+            torch.manual_seed(step_seed)
+            model = self.build_model()
+            try:
+                with warnings.catch_warnings():
+                    warnings.simplefilter("ignore")
+                    fit_gpytorch_mll(ExactMarginalLogLikelihood(model.likelihood, model))
+            except ModelFittingError as e:  # keep the prior hyperparameters, say so
+                warnings.warn(f"GP fit failed ({e}); using unfitted hyperparameters",
+                              stacklevel=3)
+            self.model = model
+            pending = torch.stack([p[0] for p in self._pending]) if self._pending else None
+            acqf = qLogNoisyExpectedImprovement(
+                model, X_baseline=self._X, X_pending=pending,
+                objective=LinearMCObjective(torch.tensor([-1.0], dtype=torch.float64)),
+                prune_baseline=True,
+            )
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore")
+                X, _ = optimize_acqf(acqf, bounds=self.bounds, q=n,
+                                     num_restarts=self.num_restarts,
+                                     raw_samples=self.raw_samples,
+                                     options={"seed": step_seed, "maxiter": 100})
+        return X.detach()
+
+    # ---- tell --------------------------------------------------------------------------
+    def tell(self, X, y) -> None:
+        """Record evaluations: `X` is `q x d` (or `d`), `y` is `q`, `q x 1` (or a scalar)."""
+        X = torch.as_tensor(X, dtype=torch.float64)
+        if X.ndim == 1:
+            X = X.unsqueeze(0)
+        X = check_X(X, self.dim, "X", allow_batch=False)
+        y = torch.as_tensor(y, dtype=torch.float64)
+        if y.ndim == 2 and y.shape[-1] == 1:
+            y = y[:, 0]
+        y = y.reshape(-1) if y.ndim == 0 else y
+        if y.ndim != 1 or y.shape[0] != X.shape[0]:
+            raise InputDataError(
+                f"y must hold one value per row of X: X has {X.shape[0]} rows, y has shape "
+                f"{tuple(y.shape)}"
+            )
+        if not torch.isfinite(y).all():
+            i = int((~torch.isfinite(y)).nonzero()[0])
+            raise InputDataError(f"y has NaN or inf at position {i}: {y[i].item()}")
+        warn_out_of_bounds(X, self.bounds, "X told")
+        for x, v in zip(X, y, strict=True):
+            source, seconds, asked = "external", 0.0, False
+            for i, (p, s, sec) in enumerate(self._pending):
+                if torch.allclose(p, x, rtol=0, atol=1e-9):
+                    source, seconds, asked = s, sec, True
+                    del self._pending[i]
+                    break
+            self._X = torch.cat([self._X, x.unsqueeze(0)])
+            self._Y = torch.cat([self._Y, v.view(1, 1)])
+            best = float(self._Y.min())
+            row = {"iteration": len(self._rows) + 1}
+            row.update({f"x{j}": float(x[j]) for j in range(self.dim)})
+            row.update({"y": float(v), "best": best, "source": source, "asked": asked,
+                        "seconds": seconds})
+            self._rows.append(row)
+
+    # ---- results -----------------------------------------------------------------------
+    @property
+    def best(self) -> tuple[Tensor, float]:
+        """`(x, y)` of the lowest observation: x is a `d` tensor."""
+        if self._Y.shape[0] == 0:
+            raise InputDataError("no observations yet: call tell() first")
+        i = int(self._Y[:, 0].argmin())
+        return self._X[i].clone(), float(self._Y[i, 0])
+
+    @property
+    def history(self) -> pd.DataFrame:
+        """One row per evaluation: iteration, x0..x{d-1}, y, best, source, asked, seconds."""
+        cols = ["iteration", *[f"x{j}" for j in range(self.dim)], "y", "best", "source",
+                "asked", "seconds"]
+        return pd.DataFrame(self._rows, columns=cols)
+
+    @property
+    def train_X(self) -> Tensor:
+        return self._X.clone()
+
+    @property
+    def train_Y(self) -> Tensor:
+        return self._Y.clone()
+
+
+@dataclass
+class OptimizeResult:
+    """What `minimize` returns: the best point `x` (`d`), its value `fun`, the `history`."""
+
+    x: Tensor
+    fun: float
+    history: pd.DataFrame
+    optimizer: Optimizer
+
+
+def minimize(fn, bounds, budget: int = 30, prior: MetaPrior | None = None, seed: int = 0,
+             batch_size: int = 1, **optimizer_kwargs) -> OptimizeResult:
+    """Minimise `fn` over `bounds` in `budget` evaluations.
+
+    Args:
+        fn: maps a `q x d` tensor (original units) to `q` (or `q x 1`) values.
+        bounds: `2 x d` box.
+        budget: total evaluations.
+        prior: a `MetaPrior`, or None for uninformed BO.
+        seed: random seed.
+        batch_size: points per ask.
+        optimizer_kwargs: passed to `Optimizer` (mode, num_restarts, ...).
+    """
+    if isinstance(budget, bool) or not isinstance(budget, int) or budget < 1:
+        raise ConfigError(f"budget must be a positive integer (got {budget!r})")
+    opt = Optimizer(bounds, prior=prior, seed=seed, **optimizer_kwargs)
+    while opt.train_X.shape[0] < budget:
+        X = opt.ask(min(batch_size, budget - opt.train_X.shape[0]))
+        opt.tell(X, fn(X))
+    x, fun = opt.best
+    return OptimizeResult(x=x, fun=fun, history=opt.history, optimizer=opt)
