@@ -1,0 +1,143 @@
+"""Run families x methods x seeds on held-out tasks and append to a long-format CSV.
+
+Usage:
+    python -m benchmarks.run --families branin,forrester --tasks 8 --seeds 2 --budget 30 \\
+        --out benchmarks/results/standard.csv --workers 2
+
+The CSV has one row per evaluation: family, task, seed, method, iteration, y, best, regret,
+seconds. A (family, task, seed, method) run already complete in the CSV is skipped, so an
+interrupted run resumes where it stopped. `--workers N` runs N processes, one thread each.
+"""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import os
+import sys
+import time
+from concurrent.futures import ProcessPoolExecutor, as_completed
+from multiprocessing import get_context
+from pathlib import Path
+
+import pandas as pd
+import torch
+from tqdm.auto import tqdm
+
+from benchmarks.context import build_context, held_out, load_context
+from benchmarks.methods import METHODS, make_method
+
+COLUMNS = ["family", "task", "seed", "method", "iteration", "y", "best", "regret", "seconds"]
+ALL_FAMILIES = ("logistic", "sinusoid", "forrester", "branin", "hartmann3", "hartmann6",
+                "lcbench", "rbv2_rpart")
+
+
+def run_one(family: str, task_index: int, seed: int, method: str, budget: int, n_tasks: int,
+            cache_dir: str, yahpo_dir: str | None) -> list[dict]:
+    """One BO run: `budget` evaluations of `method` on held-out task `task_index`."""
+    ctx = load_context(family, cache_dir, yahpo_dir)
+    task = held_out(ctx.family, n_tasks)[task_index]
+    opt = make_method(method, ctx, seed)
+    span = max(task.y_max - task.y_min, 1e-12)
+    rows, best = [], float("inf")
+    for it in range(1, budget + 1):
+        t0 = time.perf_counter()
+        X = opt.ask()
+        seconds = time.perf_counter() - t0
+        y = task(X).reshape(-1)
+        opt.tell(X, y)
+        best = min(best, float(y[0]))
+        rows.append({"family": family, "task": task.name, "seed": seed, "method": method,
+                     "iteration": it, "y": float(y[0]), "best": best,
+                     "regret": max(best - task.y_min, 0.0) / span, "seconds": seconds})
+    return rows
+
+
+def _worker_init() -> None:
+    torch.set_num_threads(1)
+    os.environ["OMP_NUM_THREADS"] = "1"
+
+
+def completed_runs(path: Path, budget: int) -> set[tuple]:
+    """(family, task, seed, method) runs with all `budget` rows already in the CSV."""
+    if not path.exists() or path.stat().st_size == 0:
+        return set()
+    df = pd.read_csv(path, usecols=["family", "task", "seed", "method", "iteration"])
+    counts = df.groupby(["family", "task", "seed", "method"]).iteration.max()
+    return {k for k, v in counts.items() if v >= budget}
+
+
+def parse_args(argv=None) -> argparse.Namespace:
+    p = argparse.ArgumentParser(prog="metaprior bench", description=__doc__.split("\n\n")[0])
+    p.add_argument("--families", default="branin,forrester",
+                   help=f"comma-separated, or 'all' = {','.join(ALL_FAMILIES)}")
+    p.add_argument("--methods", default=",".join(METHODS), help="comma-separated")
+    p.add_argument("--tasks", type=int, default=8, help="held-out tasks per family")
+    p.add_argument("--seeds", type=int, default=2, help="seeds per task")
+    p.add_argument("--budget", type=int, default=30, help="evaluations per run")
+    p.add_argument("--out", default="benchmarks/results/runs.csv")
+    p.add_argument("--cache", default="benchmarks/results/cache",
+                   help="trained priors and baselines (reused across runs)")
+    p.add_argument("--workers", type=int, default=1)
+    p.add_argument("--yahpo-data", default=os.environ.get("METAPRIOR_YAHPO_DATA"))
+    p.add_argument("--quick", action="store_true", help="tiny meta-training, for smoke tests")
+    p.add_argument("--no-progress", action="store_true")
+    return p.parse_args(argv)
+
+
+def main(argv=None) -> int:
+    args = parse_args(argv)
+    torch.set_num_threads(1)
+    families = list(ALL_FAMILIES) if args.families == "all" else args.families.split(",")
+    methods = args.methods.split(",")
+    unknown = sorted(set(methods) - set(METHODS))
+    if unknown:
+        print(f"metaprior bench: error: unknown methods {unknown}; known: {METHODS}",
+              file=sys.stderr)
+        return 2
+    out = Path(args.out)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    done = completed_runs(out, args.budget)
+    jobs = []
+    for fam in families:
+        build_context(fam, args.cache, methods, args.yahpo_data, args.quick,
+                      progress=not args.no_progress)
+        n_tasks = len(held_out(load_context(fam, args.cache, args.yahpo_data).family,
+                               args.tasks))
+        for ti in range(n_tasks):
+            task_name = held_out(load_context(fam, args.cache, args.yahpo_data).family,
+                                 args.tasks)[ti].name
+            for seed in range(args.seeds):
+                for m in methods:
+                    if (fam, task_name, seed, m) not in done:
+                        jobs.append((fam, ti, seed, m, args.budget, args.tasks, args.cache,
+                                     args.yahpo_data))
+    write_header = not out.exists() or out.stat().st_size == 0
+    bar = tqdm(total=len(jobs), desc="bench runs", disable=args.no_progress)
+    with open(out, "a", newline="") as f:
+        writer = csv.DictWriter(f, fieldnames=COLUMNS)
+        if write_header:
+            writer.writeheader()
+
+        def record(rows):
+            writer.writerows(rows)
+            f.flush()
+            bar.update(1)
+
+        if args.workers <= 1:
+            for job in jobs:
+                record(run_one(*job))
+        else:
+            ctx = get_context("spawn")
+            with ProcessPoolExecutor(args.workers, mp_context=ctx,
+                                     initializer=_worker_init) as pool:
+                futures = [pool.submit(run_one, *job) for job in jobs]
+                for fut in as_completed(futures):
+                    record(fut.result())
+    bar.close()
+    print(f"{len(jobs)} runs written to {out} ({len(done)} were already there)")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
