@@ -1,0 +1,39 @@
+"""Shared test setup: one thread (tiny networks gain nothing from more) and a small trained prior."""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+
+os.environ.setdefault("OMP_NUM_THREADS", "1")
+
+import pytest  # noqa: E402
+import torch  # noqa: E402
+
+from metaprior.config import ReptileConfig  # noqa: E402
+from metaprior.meta.reptile import meta_train  # noqa: E402
+from metaprior.tasks import Logistic  # noqa: E402
+
+torch.set_num_threads(1)
+
+
+def small_config(**changes) -> ReptileConfig:
+    """A config that trains in about a second on one core (the seed's task setup, fewer steps)."""
+    base = dataclasses.replace(
+        ReptileConfig.seed(), outer_steps=60, tasks_per_step=8, inner_steps=5,
+        outer_optimizer="adam", outer_lr=0.003, checkpoint_every=10,
+    )
+    return dataclasses.replace(base, **changes)
+
+
+@pytest.fixture(scope="session")
+def logistic_prior():
+    """A Logistic prior meta-trained for 300 outer steps of 8 tasks (about 3 s)."""
+    cfg = small_config(outer_steps=300, inner_steps=10, adapt_steps=32)
+    return meta_train(Logistic(), cfg, seed=0, progress=False)
+
+
+@pytest.fixture(scope="session")
+def tiny_prior():
+    """A barely trained Logistic prior, for tests of the prior's mechanics."""
+    return meta_train(Logistic(), small_config(outer_steps=5), seed=0, progress=False)

@@ -1,0 +1,71 @@
+"""ReptileConfig: defaults, the seed's table, replace, validation."""
+
+from __future__ import annotations
+
+import dataclasses
+
+import pytest
+
+from metaprior.config import ReptileConfig
+from metaprior.errors import ConfigError
+
+
+def test_defaults_are_valid_and_frozen():
+    cfg = ReptileConfig()
+    assert cfg.hidden == (32, 32, 32)
+    assert cfg.inner_optimizer in ("sgd", "adam") and cfg.outer_optimizer in ("sgd", "adam")
+    assert cfg.chunk_size is None
+    with pytest.raises(dataclasses.FrozenInstanceError):
+        cfg.inner_lr = 1.0  # type: ignore[misc]
+
+
+def test_seed_table():
+    cfg = ReptileConfig.seed()
+    assert cfg.outer_steps == 10_000
+    assert cfg.tasks_per_step == 1
+    assert cfg.points_per_task == 100
+    assert cfg.inner_steps == 50  # 5 epochs x 10 minibatches
+    assert cfg.inner_batch_size == 10
+    assert cfg.points_per_task // cfg.inner_batch_size * 5 == cfg.inner_steps
+    assert cfg.inner_lr == 0.02
+    assert cfg.outer_lr == 0.1
+    assert cfg.hidden == (32, 32, 32)
+    assert cfg.adapt_steps == 32
+    assert cfg.grid_points is True
+    assert cfg.inner_optimizer == "sgd" and cfg.outer_optimizer == "sgd"
+    assert cfg.anneal is True
+
+
+def test_replace_and_dict_roundtrip():
+    cfg = dataclasses.replace(ReptileConfig.seed(), tasks_per_step=100, hidden=[16, 8])
+    assert cfg.tasks_per_step == 100 and cfg.hidden == (16, 8)
+    assert cfg.inner_steps == 50  # the other fields are kept
+    assert ReptileConfig.from_dict(cfg.to_dict()) == cfg
+    assert ReptileConfig(hidden=16).hidden == (16,)
+
+
+@pytest.mark.parametrize(("field", "value"), [
+    ("inner_lr", 0.0), ("inner_lr", -0.5), ("outer_lr", -1e-3), ("outer_lr", float("nan")),
+    ("max_grad_norm", 0),
+    ("outer_steps", 0), ("inner_steps", -3), ("tasks_per_step", 0), ("points_per_task", 0),
+    ("inner_batch_size", 0), ("adapt_steps", -1), ("checkpoint_every", 0),
+    ("outer_steps", 2.5), ("inner_steps", True),
+    ("chunk_size", 0), ("hidden", (32, 0)), ("hidden", ()),
+    ("inner_optimizer", "rmsprop"), ("outer_optimizer", "lbfgs"),
+])
+def test_invalid_values_raise_config_error_naming_them(field, value):
+    with pytest.raises(ConfigError, match=field) as info:
+        ReptileConfig(**{field: value})
+    text = str(info.value)
+    shown = repr(value) if not isinstance(value, tuple) else str(value)
+    assert shown in text, text
+
+
+def test_replace_validates_too():
+    with pytest.raises(ConfigError, match=r"inner_lr.*-0\.1"):
+        dataclasses.replace(ReptileConfig.seed(), inner_lr=-0.1)
+
+
+def test_from_dict_rejects_unknown_fields():
+    with pytest.raises(ConfigError, match="meta_batch_size"):
+        ReptileConfig.from_dict({"meta_batch_size": 10})
