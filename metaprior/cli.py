@@ -1,0 +1,389 @@
+"""The `metaprior` command: train, inspect, evaluate and list priors; run benchmarks and the demo.
+
+Every subcommand has `--help`. Bad input (a missing or corrupt prior, an unknown family, a bad
+config value) prints one line `metaprior: error: <message>` on stderr and exits with 2; an
+operating-system failure (disk full, permission denied) exits with 1. Set `METAPRIOR_DEBUG=1`
+to get the traceback instead.
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import json
+import os
+import sys
+from pathlib import Path
+
+from metaprior.errors import ConfigError, MetaPriorError, TaskFamilyError
+
+PROG = "metaprior"
+YAHPO_FAMILIES = ("lcbench", "rbv2_rpart")
+EXIT_INTERRUPTED = 130  # the shell's convention for SIGINT
+
+
+class CommandError(MetaPriorError):
+    """A command-line usage problem found after parsing (e.g. neither --out nor --name)."""
+
+
+# ---- helpers ---------------------------------------------------------------------------
+def resolve_family(name: str, data_dir: str | None = None):
+    """A built-in family, or a YAHPO scenario (imported only when asked for)."""
+    from metaprior.tasks.registry import get_family
+
+    if str(name).lower() in YAHPO_FAMILIES:
+        try:
+            from metaprior.tasks.yahpo import YahpoFamily
+        except ImportError as e:
+            raise TaskFamilyError(f"family {name!r} needs metaprior.tasks.yahpo "
+                                  f"(and onnxruntime): {e}") from None
+        return YahpoFamily(str(name).lower(), data_dir=data_dir)
+    try:
+        return get_family(name)
+    except TaskFamilyError as e:
+        raise TaskFamilyError(f"{e}; YAHPO scenarios: {list(YAHPO_FAMILIES)}") from None
+
+
+def parse_hidden(text: str) -> tuple[int, ...]:
+    """'32,32,32' -> (32, 32, 32)."""
+    try:
+        return tuple(int(w) for w in str(text).split(",") if w.strip())
+    except ValueError:
+        raise ConfigError(f"--hidden must be comma-separated integers like 32,32,32 "
+                          f"(got {text!r})") from None
+
+
+def human_size(n: int) -> str:
+    for unit in ("B", "kB", "MB", "GB"):
+        if n < 1000 or unit == "GB":
+            return f"{n:.0f} {unit}" if unit == "B" else f"{n:.1f} {unit}"
+        n /= 1000
+    return f"{n} B"  # unreachable
+
+
+def load_prior(ref: str):
+    """A prior from a path, or from the default store when `ref` is a stored name."""
+    from metaprior import store
+    from metaprior.prior import MetaPrior
+
+    path = Path(ref)
+    if not path.exists() and store.NAME_RE.match(ref) and not ref.endswith(store.SUFFIX):
+        candidate = store.prior_path(ref)
+        if candidate.exists():
+            path = candidate
+    return MetaPrior.load(path), path
+
+
+# ---- train -----------------------------------------------------------------------------
+# CLI option -> ReptileConfig field; values None mean "keep the preset's value".
+CONFIG_OPTIONS = {
+    "steps": "outer_steps", "tasks_per_step": "tasks_per_step",
+    "points_per_task": "points_per_task", "inner_steps": "inner_steps",
+    "inner_batch_size": "inner_batch_size", "inner_lr": "inner_lr", "outer_lr": "outer_lr",
+    "hidden": "hidden", "inner_optimizer": "inner_optimizer",
+    "outer_optimizer": "outer_optimizer", "adapt_steps": "adapt_steps",
+    "chunk_size": "chunk_size", "checkpoint_every": "checkpoint_every",
+}
+
+
+def build_config(args):
+    from metaprior.config import ReptileConfig
+
+    cfg = ReptileConfig.seed() if args.preset == "seed" else ReptileConfig()
+    changes = {}
+    for opt, field in CONFIG_OPTIONS.items():
+        value = getattr(args, opt)
+        if value is not None:
+            changes[field] = parse_hidden(value) if opt == "hidden" else value
+    if args.no_anneal:
+        changes["anneal"] = False
+    return dataclasses.replace(cfg, **changes)  # __post_init__ validates: ConfigError
+
+
+def cmd_train(args) -> int:
+    from metaprior import store
+    from metaprior.meta.distributed import rank_and_size
+    from metaprior.meta.reptile import meta_train
+
+    if args.out is None and args.name is None:
+        raise CommandError("give --out PATH, --name NAME (save into the store), or both")
+    targets = []
+    if args.out is not None:
+        targets.append(Path(args.out))
+    if args.name is not None:
+        targets.append(store.prior_path(args.name, args.store))
+    checkpoint = Path(args.checkpoint) if args.checkpoint else Path(f"{targets[0]}.ckpt")
+    cfg = build_config(args)
+    family = resolve_family(args.family, args.data_dir)
+    try:
+        prior = meta_train(family, cfg, seed=args.seed, device=args.device,
+                           progress=not args.no_progress, checkpoint=checkpoint,
+                           resume=args.resume, log_dir=args.log_dir, max_steps=args.max_steps)
+    except KeyboardInterrupt:
+        if rank_and_size()[0] == 0:
+            if checkpoint.exists():
+                print(f"{PROG}: interrupted; checkpoint saved to {checkpoint}; continue with "
+                      f"the same command plus --resume", file=sys.stderr)
+            else:
+                print(f"{PROG}: interrupted before the first checkpoint; nothing to resume",
+                      file=sys.stderr)
+        return EXIT_INTERRUPTED
+    if rank_and_size()[0] != 0:  # under torchrun only rank 0 writes and talks
+        return 0
+    for path in targets:
+        prior.save(path)
+    done = int(prior.stats.get("outer_steps_done", cfg.outer_steps))
+    seconds = float(prior.stats.get("seconds", 0.0))
+    where = " and ".join(str(p) for p in targets)
+    print(f"saved {family.name} prior ({done}/{cfg.outer_steps} outer steps, {seconds:.1f} s) "
+          f"to {where}")
+    if done < cfg.outer_steps:
+        print(f"stopped early at step {done}; checkpoint {checkpoint} kept, continue with "
+              f"--resume")
+    else:
+        checkpoint.unlink(missing_ok=True)  # finished: the prior file holds everything
+    return 0
+
+
+# ---- info ------------------------------------------------------------------------------
+def cmd_info(args) -> int:
+    prior, path = load_prior(args.path)
+    header = prior.header()
+    size = path.stat().st_size
+    if args.json:
+        print(json.dumps({"path": str(path), "size": size, **header}, indent=2, sort_keys=True))
+        return 0
+    names = [f"x{j}" for j in range(prior.dim)]
+    lo, hi = prior.bounds.tolist()
+    stats = dict(prior.stats)
+    history = stats.pop("loss_history", None)
+    rows = [
+        ("file", f"{path} ({human_size(size)})"),
+        ("format", f"metaprior version {header['format_version']}"),
+        ("family", prior.family),
+        ("dim", str(prior.dim)),
+        ("bounds", "; ".join(f"{n} in [{a:g}, {b:g}]" for n, a, b in zip(names, lo, hi,
+                                                                       strict=True))),
+        ("outputs", f"mean {prior.y_mean:.6g}, std {prior.y_std:.6g} (family-level)"),
+        ("network", f"{prior.dim} -> {' -> '.join(map(str, prior.config.hidden))} -> 1, tanh"),
+    ]
+    if prior.n_adapted:
+        rows.append(("adapted", f"to {prior.n_adapted} observations"))
+    rows.append(("config", ", ".join(f"{k}={v}" for k, v in prior.config.to_dict().items())))
+    rows.append(("training", ", ".join(f"{k}={v}" for k, v in sorted(stats.items())) or "-"))
+    if history:
+        rows.append(("loss", f"{history[0]:.4g} (first logged) -> {history[-1]:.4g} (last), "
+                             f"pre-adaptation MSE, standardised outputs"))
+    width = max(len(k) for k, _ in rows)
+    for key, value in rows:
+        print(f"{key:<{width}}  {value}")
+    return 0
+
+
+# ---- eval ------------------------------------------------------------------------------
+def parse_shots(text: str) -> list[int]:
+    try:
+        shots = [int(w) for w in str(text).split(",") if w.strip()]
+    except ValueError:
+        raise ConfigError(f"--shots must be comma-separated integers (got {text!r})") from None
+    return shots
+
+
+def cmd_eval(args) -> int:
+    from metaprior.meta.evaluate import evaluate_few_shot, few_shot_table
+
+    prior, path = load_prior(args.path)
+    name = args.family or prior.family
+    try:
+        family = resolve_family(name, args.data_dir)
+    except TaskFamilyError as e:
+        if args.family is None:
+            raise TaskFamilyError(f"the prior's family {name!r} is not built in; pass --family "
+                                  f"({e})") from None
+        raise
+    if args.tasks < 1:
+        raise ConfigError(f"--tasks must be >= 1 (got {args.tasks})")
+    df = evaluate_few_shot(prior, family, shots=parse_shots(args.shots), n_tasks=args.tasks,
+                           seed=args.seed)
+    if args.json:
+        print(df.to_json(orient="records"))
+        return 0
+    print(f"few-shot MSE on {args.tasks} held-out {family.name} tasks (seed {args.seed}), "
+          f"in units of the family's output variance; lower is better")
+    print(few_shot_table(df).to_string(float_format=lambda v: f"{v:.4f}"))
+    return 0
+
+
+# ---- list ------------------------------------------------------------------------------
+def cmd_list(args) -> int:
+    from metaprior import store
+
+    root = store.resolve_store(args.store)
+    found = store.entries(root)
+    if args.json:
+        print(json.dumps([{**dataclasses.asdict(e), "path": str(e.path),
+                           "mtime": e.mtime.isoformat(timespec="seconds")} for e in found]))
+        return 0
+    if not found:
+        print(f"no priors in {root}")
+        return 0
+    head = ("name", "family", "dim", "steps", "size", "modified")
+    rows = [(e.name, e.family or f"(unreadable: {e.error})", "-" if e.dim is None else str(e.dim),
+             "-" if e.steps is None else str(e.steps), human_size(e.size),
+             e.mtime.strftime("%Y-%m-%d %H:%M")) for e in found]
+    widths = [max(len(r[i]) for r in [head, *rows]) for i in range(len(head))]
+    print(f"priors in {root}")
+    for r in [head, *rows]:
+        print("  ".join(c.ljust(w) for c, w in zip(r, widths, strict=True)).rstrip())
+    return 0
+
+
+# ---- bench and demo (thin forwards to the repository's benchmarks/) ----------------------
+def import_benchmarks(module: str):
+    """`benchmarks.<module>`; benchmarks/ is a folder of the repository, not installed."""
+    import importlib
+
+    root = Path(__file__).resolve().parents[1]
+    if (root / "benchmarks").is_dir() and str(root) not in sys.path:
+        sys.path.insert(0, str(root))
+    try:
+        return importlib.import_module(f"benchmarks.{module}")
+    except ModuleNotFoundError as e:
+        if e.name not in ("benchmarks", f"benchmarks.{module}"):
+            raise
+        raise CommandError(
+            f"benchmarks/{module}.py not found ({e.name}); run from a clone of the metaprior "
+            f"repository (it is not part of the installed package)"
+        ) from None
+
+
+def forward(module: str, rest: list[str], description: str) -> int:
+    if rest and rest[0] == "--":
+        rest = rest[1:]
+    try:
+        main = import_benchmarks(module).main
+    except CommandError:
+        if "-h" in rest or "--help" in rest:
+            print(f"usage: {PROG} {module.replace('run', 'bench')} [ARGS ...]\n\n{description}")
+            return 0
+        raise
+    result = main(rest) if rest else main([]) if module == "run" else main()
+    return int(result or 0)
+
+
+def cmd_bench(args) -> int:
+    return forward("run", args.rest, BENCH_HELP)
+
+
+def cmd_demo(args) -> int:
+    return forward("demo", args.rest, DEMO_HELP)
+
+
+BENCH_HELP = ("Run the benchmark protocol: forwards every argument to benchmarks/run.py "
+              "(in a clone of the repository); `metaprior bench --help` shows its options.")
+DEMO_HELP = ("A short demonstration (what `make demo` runs): meta-train a small prior and "
+             "compare BO with and without it; forwards to benchmarks/demo.py.")
+
+
+# ---- the parser ------------------------------------------------------------------------
+def build_parser() -> argparse.ArgumentParser:
+    from metaprior import __version__
+
+    p = argparse.ArgumentParser(
+        prog=PROG, description="Meta-learned neural-network priors for Bayesian optimisation.")
+    p.add_argument("--version", action="version", version=f"%(prog)s {__version__}")
+    sub = p.add_subparsers(dest="command", metavar="COMMAND", required=True)
+
+    t = sub.add_parser("train", help="meta-train a prior on a task family",
+                       description="Meta-train a prior with batched Reptile. Options left out "
+                                   "keep the preset's value (see `ReptileConfig`).")
+    t.add_argument("family", metavar="FAMILY",
+                   help="logistic, sinusoid, forrester, branin, hartmann3, hartmann6, or the "
+                        "YAHPO scenarios lcbench, rbv2_rpart")
+    t.add_argument("--out", metavar="PATH", help="write the prior here")
+    t.add_argument("--name", help="also save the prior into the store under NAME")
+    t.add_argument("--store", metavar="DIR", help="store folder for --name (default "
+                   "$METAPRIOR_STORE or ~/.cache/metaprior/priors)")
+    t.add_argument("--preset", choices=("default", "seed"), default="default",
+                   help="starting config: our defaults, or the seed's table")
+    t.add_argument("--steps", type=int, help="outer (meta) steps")
+    t.add_argument("--tasks-per-step", type=int, help="tasks adapted per outer step (B)")
+    t.add_argument("--points-per-task", type=int, help="points drawn per task (P)")
+    t.add_argument("--inner-steps", type=int, help="inner minibatch steps per task (k)")
+    t.add_argument("--inner-batch-size", type=int, help="points per inner minibatch (m)")
+    t.add_argument("--inner-lr", type=float, help="inner learning rate (alpha)")
+    t.add_argument("--outer-lr", type=float, help="outer learning rate (epsilon)")
+    t.add_argument("--hidden", metavar="W,W,...", help="hidden widths, e.g. 32,32,32")
+    t.add_argument("--inner-optimizer", choices=("sgd", "adam"))
+    t.add_argument("--outer-optimizer", choices=("sgd", "adam"))
+    t.add_argument("--no-anneal", action="store_true", help="keep the outer lr constant")
+    t.add_argument("--adapt-steps", type=int, help="adaptation steps at test time")
+    t.add_argument("--chunk-size", type=int, help="tasks per vectorised chunk (peak memory)")
+    t.add_argument("--checkpoint-every", type=int, help="outer steps between checkpoints")
+    t.add_argument("--checkpoint", metavar="PATH", help="checkpoint file (default OUT.ckpt)")
+    t.add_argument("--resume", action="store_true", help="continue from the checkpoint")
+    t.add_argument("--max-steps", type=int, help="stop after this many steps in this call "
+                   "(continue later with --resume)")
+    t.add_argument("--device", help="cpu (default), cuda, cuda:1, ...")
+    t.add_argument("--seed", type=int, default=0, help="random seed (default 0)")
+    t.add_argument("--log-dir", metavar="DIR", help="write TensorBoard scalars here")
+    t.add_argument("--data-dir", metavar="DIR", help="YAHPO data folder (lcbench, rbv2_rpart)")
+    t.add_argument("--no-progress", action="store_true", help="hide the progress bar")
+    t.set_defaults(func=cmd_train)
+
+    i = sub.add_parser("info", help="show a prior's family, bounds, config and statistics",
+                       description="Describe a prior file (or a name in the default store).")
+    i.add_argument("path", metavar="PATH")
+    i.add_argument("--json", action="store_true", help="print the header as JSON")
+    i.set_defaults(func=cmd_info)
+
+    e = sub.add_parser("eval", help="few-shot evaluation on held-out tasks",
+                       description="Held-out few-shot MSE: meta-init adapted vs random init "
+                                   "adapted vs meta-init unadapted.")
+    e.add_argument("path", metavar="PATH")
+    e.add_argument("--family", help="family to evaluate on (default: the prior's own)")
+    e.add_argument("--tasks", type=int, default=32, help="held-out tasks (default 32)")
+    e.add_argument("--shots", default="1,2,3,4,5,6,7,8,9,10", help="support sizes K")
+    e.add_argument("--seed", type=int, default=1, help="held-out stream seed (default 1)")
+    e.add_argument("--data-dir", metavar="DIR", help="YAHPO data folder")
+    e.add_argument("--json", action="store_true", help="print the long table as JSON")
+    e.set_defaults(func=cmd_eval)
+
+    ls = sub.add_parser("list", help="list the priors in a store",
+                        description="List the priors of a store folder.")
+    ls.add_argument("--store", metavar="DIR",
+                    help="store folder (default $METAPRIOR_STORE or ~/.cache/metaprior/priors)")
+    ls.add_argument("--json", action="store_true")
+    ls.set_defaults(func=cmd_list)
+
+    b = sub.add_parser("bench", help="run the benchmarks (forwards to benchmarks/run.py)",
+                       description=BENCH_HELP, add_help=False)
+    b.set_defaults(func=cmd_bench)
+    d = sub.add_parser("demo", help="a short demonstration (what `make demo` runs)",
+                       description=DEMO_HELP, add_help=False)
+    d.set_defaults(func=cmd_demo)
+    return p
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Entry point of the `metaprior` command; returns the exit status."""
+    argv = sys.argv[1:] if argv is None else list(argv)
+    parser = build_parser()
+    args, rest = parser.parse_known_args(argv)
+    if args.command in ("bench", "demo"):
+        args.rest = rest
+    elif rest:
+        parser.error(f"unrecognized arguments: {' '.join(rest)}")
+    try:
+        return args.func(args)
+    except (MetaPriorError, OSError) as e:
+        if os.environ.get("METAPRIOR_DEBUG"):
+            raise
+        code = 1 if isinstance(e, OSError) else 2
+        message = " ".join(str(e).split()) or type(e).__name__
+        print(f"{PROG}: error: {message}", file=sys.stderr)
+        return code
+
+
+if __name__ == "__main__":
+    sys.exit(main())
