@@ -19,6 +19,7 @@ import torch
 from metaprior.config import ReptileConfig
 from metaprior.errors import ConfigError
 from metaprior.meta import distributed as dist_utils
+from metaprior.meta.memory import bytes_per_task, chunk_size_for_memory, unchunked_bytes
 from metaprior.meta.reptile import meta_train
 from metaprior.prior import MetaPrior
 from metaprior.tasks import Branin
@@ -161,3 +162,24 @@ def test_single_process_helpers_are_no_ops():
     dist_utils.check_same(5, "step")
     assert dist_utils.is_main_process()
     assert dist_utils.rank_and_size() == (0, 1)
+
+
+def test_memory_budget_gives_a_bounded_chunk_size():
+    cfg = dataclasses.replace(CFG, tasks_per_step=10_000)
+    small = chunk_size_for_memory(cfg, dim=2, max_memory_mb=64)
+    large = chunk_size_for_memory(cfg, dim=2, max_memory_mb=4096)
+    assert 1 <= small < large <= cfg.tasks_per_step
+    # The estimate of the chosen chunk fits the budget; one more task's worth would not matter.
+    used = small * bytes_per_task(cfg, 2) + unchunked_bytes(cfg, 2)
+    assert used <= 64 * 2**20
+    # A rank adapts only its shard: never a chunk larger than ceil(B / world).
+    assert chunk_size_for_memory(cfg, dim=2, max_memory_mb=10**6, world_size=4) == 2500
+    # A wider network costs more per task, so fewer tasks fit.
+    wide = dataclasses.replace(cfg, hidden=(256, 256))
+    assert chunk_size_for_memory(wide, dim=2, max_memory_mb=64) < small
+
+
+@pytest.mark.parametrize("budget", [0.01, 0, -5, float("nan")])
+def test_memory_budget_rejects_impossible_budgets(budget):
+    with pytest.raises(ConfigError, match="max_memory_mb"):
+        chunk_size_for_memory(dataclasses.replace(CFG, tasks_per_step=10_000), 2, budget)
