@@ -1,0 +1,89 @@
+"""`NetworkMean`: gpytorch's reusable mean contract, plus the exact output mapping."""
+
+from __future__ import annotations
+
+import unittest
+
+import torch
+from gp_helpers import random_prior
+from gpytorch.test.base_mean_test_case import BaseMeanTestCase
+
+from metaprior.gp import FrozenNetwork, NetworkMean
+
+
+def network_mean(dim: int, offset: float = 0.3, scale: float = 1.7) -> NetworkMean:
+    return NetworkMean(FrozenNetwork(random_prior(dim)), offset=offset, scale=scale)
+
+
+class Float64Case(BaseMeanTestCase):
+    """The contract's inputs come from `torch.randn`: make them float64 like the GP's data."""
+
+    seed = 0
+
+    def setUp(self):
+        super().setUp()
+        self._dtype = torch.get_default_dtype()
+        torch.set_default_dtype(torch.float64)
+
+    def tearDown(self):
+        torch.set_default_dtype(self._dtype)
+        super().tearDown()
+
+
+class TestNetworkMeanContract(Float64Case, unittest.TestCase):
+    """A 3-D network (the contract's matrix inputs are `... x 4 x 3`)."""
+
+    def create_mean(self, dim: int = 3, **kwargs):
+        return network_mean(dim)
+
+    def test_forward_vec(self):
+        # gpytorch reads a vector as n points of one dimension: it needs a 1-D network
+        mean = self.create_mean(dim=1)
+        self.assertEqual(mean(torch.randn(4)).shape, torch.Size([4]))
+
+
+class TestBatchNetworkMeanContract(Float64Case, unittest.TestCase):
+    """A batch of 3 networks (stacked weights) behaves like a gpytorch mean with batch_shape 3."""
+
+    batch_shape = torch.Size([3])
+
+    def create_mean(self, dim: int = 3, **kwargs):
+        mean = network_mean(dim)
+        nets = [FrozenNetwork(random_prior(dim, seed=s)) for s in range(3)]
+        for i in range(mean.network.n_weights):
+            setattr(mean.network, f"w{i}", torch.stack([n.weights[i] for n in nets]))
+        return mean
+
+    def test_forward_vec(self):
+        mean = self.create_mean(dim=1)
+        self.assertEqual(mean(torch.randn(4)).shape, torch.Size([3, 4]))
+
+    def test_forward_mat_multi_batch(self):
+        mean = self.create_mean()
+        self.assertEqual(mean(torch.randn(2, 3, 4, 3)).shape, torch.Size([2, 3, 4]))
+
+
+def test_mean_maps_network_output_into_standardised_space():
+    prior = random_prior(2)
+    mean = NetworkMean(FrozenNetwork(prior), offset=0.3, scale=1.7)
+    X = torch.rand(6, 2, dtype=torch.float64)  # unit cube = the prior's bounds here
+    expected = (prior.predict(X)[..., 0] - 0.3) / 1.7
+    torch.testing.assert_close(mean(X), expected, rtol=1e-12, atol=1e-12)
+    mean.set_output_map(torch.tensor([-2.0]), torch.tensor([[4.0]]))
+    torch.testing.assert_close(mean(X), (prior.predict(X)[..., 0] + 2.0) / 4.0)
+
+
+def test_mean_has_no_trainable_parameters():
+    # the marginal likelihood must fit only the GP's hyperparameters, never the weights
+    mean = network_mean(2)
+    assert list(mean.parameters()) == []
+    assert len(list(mean.buffers())) > 0
+
+
+def test_mean_is_float64_even_from_a_float32_prior():
+    prior = random_prior(2)
+    assert prior.params[0].dtype == torch.float32
+    mean = NetworkMean(FrozenNetwork(prior))
+    assert all(b.dtype == torch.float64 for b in mean.buffers())
+    assert prior.params[0].dtype == torch.float32
+    assert mean(torch.rand(5, 2, dtype=torch.float64)).dtype == torch.float64

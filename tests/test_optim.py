@@ -1,0 +1,224 @@
+"""`Optimizer` (ask/tell) and `minimize`: warm start, design, batches, seeds, bad input."""
+
+from __future__ import annotations
+
+import math
+import warnings
+
+import pytest
+import torch
+from gp_helpers import branin_prior, forrester_prior
+
+from metaprior.errors import ConfigError, InputDataError, OutOfBoundsWarning
+from metaprior.optim import Optimizer, OptimizeResult, default_n_init, minimize
+from metaprior.tasks import Branin, Forrester
+from metaprior.zero_shot import prior_minimizer
+
+FAST = {"num_restarts": 2, "raw_samples": 32}
+
+
+def forrester_task():
+    return Forrester().held_out_tasks(1, seed=0)[0]
+
+
+def run(opt: Optimizer, fn, steps: int, q: int = 1) -> Optimizer:
+    for _ in range(steps):
+        X = opt.ask(q)
+        opt.tell(X, fn(X))
+    return opt
+
+
+def in_bounds(X, bounds) -> bool:
+    return bool(((X >= bounds[0]) & (X <= bounds[1])).all())
+
+
+def test_first_ask_is_the_prior_zero_shot_point():
+    prior = forrester_prior()
+    opt = Optimizer(Forrester().bounds, prior=prior, seed=3, **FAST)
+    X = opt.ask()
+    assert X.shape == (1, 1) and X.dtype == torch.float64
+    torch.testing.assert_close(X[0], prior_minimizer(prior, Forrester().bounds, seed=3))
+    opt.tell(X, forrester_task().fn(X))
+    assert opt.history["source"].tolist() == ["prior"]
+    assert opt.history["asked"].tolist() == [True]
+
+
+def test_with_prior_later_points_come_from_bo():
+    task = forrester_task()
+    opt = run(Optimizer(task.bounds, prior=forrester_prior(), seed=0, **FAST), task.fn, 3)
+    assert opt.history["source"].tolist() == ["prior", "bo", "bo"]
+    assert opt.model is not None and opt.model.mode == "mean"
+
+
+def test_without_prior_sobol_design_then_bo():
+    task = forrester_task()
+    n_init = default_n_init(1)
+    opt = run(Optimizer(task.bounds, prior=None, seed=0, **FAST), task.fn, n_init + 2)
+    assert opt.history["source"].tolist() == ["sobol"] * n_init + ["bo", "bo"]
+    X = opt.train_X
+    assert in_bounds(X, task.bounds)
+    assert torch.unique(X, dim=0).shape[0] == X.shape[0]
+
+
+def test_history_tracks_the_minimum():
+    task = forrester_task()
+    opt = run(Optimizer(task.bounds, prior=forrester_prior(), seed=0, **FAST), task.fn, 4)
+    h = opt.history
+    assert len(h) == 4 and h["iteration"].tolist() == [1, 2, 3, 4]
+    torch.testing.assert_close(torch.tensor(h["best"].values), torch.tensor(h["y"].cummin().values))
+    x_best, y_best = opt.best
+    assert y_best == h["y"].min() == opt.train_Y.min().item()
+    torch.testing.assert_close(task.fn(x_best.unsqueeze(0)).item(), y_best)
+    assert (h["seconds"] >= 0).all()
+
+
+def test_bo_improves_on_the_zero_shot_point():
+    """With a prior, 6 evaluations find a value within 2% of the range of the task's minimum."""
+    task = forrester_task()
+    opt = run(Optimizer(task.bounds, prior=forrester_prior(), seed=0, **FAST), task.fn, 6)
+    regret = (opt.best[1] - task.y_min) / (task.y_max - task.y_min)
+    assert regret < 0.02
+
+
+@pytest.mark.parametrize("prior", [None, "forrester"])
+def test_batch_ask_gives_distinct_points_in_bounds(prior):
+    task = forrester_task()
+    opt = Optimizer(task.bounds, prior=forrester_prior() if prior else None, seed=0, **FAST)
+    first = opt.ask(4)  # the zero-shot point (with a prior) plus design points
+    assert first.shape == (4, 1)
+    opt.tell(first, task.fn(first))
+    X = opt.ask(4)  # a q-batch from qLogNEI
+    assert X.shape == (4, 1)
+    assert in_bounds(X, task.bounds)
+    assert torch.pdist(torch.cat([X, first])).min() > 1e-6
+    opt.tell(X, task.fn(X))
+    assert opt.history["source"].tolist()[-4:] == ["bo"] * 4
+
+
+def test_pending_points_are_avoided_by_the_next_ask():
+    task = forrester_task()
+    opt = run(Optimizer(task.bounds, prior=forrester_prior(), seed=0, **FAST), task.fn, 2)
+    a, b = opt.ask(), opt.ask()  # two asks before any tell
+    assert (a - b).abs().item() > 1e-4
+    opt.tell(torch.cat([b, a]), task.fn(torch.cat([b, a])))  # any order
+    assert opt.history["asked"].tolist() == [True] * 4
+
+
+@pytest.mark.parametrize("prior", [None, "branin"])
+def test_equal_seeds_give_identical_runs(prior):
+    task = Branin().held_out_tasks(1, seed=0)[0]
+
+    def history(seed):
+        opt = Optimizer(task.bounds, prior=branin_prior() if prior else None, seed=seed, **FAST)
+        return run(opt, task.fn, 5).history.drop(columns="seconds")
+
+    a, b, c = history(7), history(7), history(8)
+    assert a.equals(b)
+    assert not a[["x0", "x1"]].equals(c[["x0", "x1"]])
+
+
+def test_tell_with_points_never_asked_is_recorded():
+    task = forrester_task()
+    opt = Optimizer(task.bounds, prior=forrester_prior(), seed=0, **FAST)
+    X = torch.tensor([[0.25], [0.75]], dtype=torch.float64)
+    opt.tell(X, task.fn(X).unsqueeze(-1))  # y as q x 1
+    opt.tell(torch.tensor([0.5]), task.fn(torch.tensor([[0.5]])).item())  # a d-vector, a scalar
+    h = opt.history
+    assert h["asked"].tolist() == [False] * 3
+    assert h["source"].tolist() == ["external"] * 3
+    assert h["x0"].tolist() == [0.25, 0.75, 0.5]
+    X_next = opt.ask()  # after external data there is something to adapt to: BO, not zero-shot
+    opt.tell(X_next, task.fn(X_next))
+    assert opt.history["source"].iloc[-1] == "bo"
+
+
+@pytest.mark.parametrize("y", [torch.zeros(3), torch.zeros(1), torch.zeros(2, 2)])
+def test_y_of_wrong_size_is_rejected(y):
+    opt = Optimizer(Forrester().bounds, seed=0, **FAST)
+    X = opt.ask(2)
+    with pytest.raises(InputDataError, match=str(tuple(y.shape))):
+        opt.tell(X, y)
+    assert len(opt.history) == 0  # nothing recorded from a rejected tell
+
+
+@pytest.mark.parametrize("bad", [math.nan, math.inf, -math.inf])
+def test_non_finite_y_is_rejected(bad):
+    opt = Optimizer(Forrester().bounds, seed=0, **FAST)
+    X = opt.ask(2)
+    with pytest.raises(InputDataError, match="position 1"):
+        opt.tell(X, torch.tensor([1.0, bad]))
+    assert len(opt.history) == 0
+
+
+def test_x_outside_bounds_warns_and_is_kept():
+    opt = Optimizer(Forrester().bounds, seed=0, **FAST)
+    with pytest.warns(OutOfBoundsWarning, match="1.5"):
+        opt.tell(torch.tensor([[1.5]]), torch.tensor([2.0]))
+    assert opt.history["x0"].tolist() == [1.5]
+
+
+def test_in_bounds_x_does_not_warn():
+    opt = Optimizer(Forrester().bounds, seed=0, **FAST)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", OutOfBoundsWarning)
+        opt.tell(torch.tensor([[0.0], [1.0]]), torch.tensor([2.0, 3.0]))
+
+
+def test_x_of_wrong_dimension_is_rejected():
+    opt = Optimizer(Branin().bounds, seed=0, **FAST)
+    with pytest.raises(InputDataError, match="3"):
+        opt.tell(torch.zeros(1, 3), torch.zeros(1))
+
+
+def test_prior_for_another_dimension_is_rejected():
+    with pytest.raises(InputDataError, match="dimension 1"):
+        Optimizer(Branin().bounds, prior=forrester_prior())
+    with pytest.raises(InputDataError, match="dimension 2"):
+        Optimizer(Forrester().bounds, warm_start=branin_prior())
+
+
+def test_bad_settings_are_rejected():
+    with pytest.raises(ConfigError, match="'kernal'"):
+        Optimizer(Forrester().bounds, prior=forrester_prior(), mode="kernal")
+    with pytest.raises(ConfigError, match="str"):
+        Optimizer(Forrester().bounds, prior="forrester.prior")
+    opt = Optimizer(Forrester().bounds)
+    with pytest.raises(ConfigError, match="0"):
+        opt.ask(0)
+    with pytest.raises(InputDataError, match="no observations"):
+        _ = opt.best
+
+
+def test_warm_start_ablation_starts_at_the_zero_shot_point_then_plain_bo():
+    task = forrester_task()
+    prior = forrester_prior()
+    opt = run(Optimizer(task.bounds, warm_start=prior, seed=0, **FAST), task.fn, 3)
+    torch.testing.assert_close(opt.train_X[0], prior_minimizer(prior, task.bounds, seed=0))
+    assert opt.history["source"].tolist()[0] == "prior"
+    assert type(opt.model).__name__ != "MetaPriorModel" or opt.model is None
+
+
+@pytest.mark.parametrize("mode", ["kernel", "both"])
+def test_every_mode_runs(mode):
+    task = forrester_task()
+    opt = run(Optimizer(task.bounds, prior=forrester_prior(), mode=mode, seed=0, **FAST),
+              task.fn, 3)
+    assert opt.model.mode == mode
+    assert opt.history["source"].tolist() == ["prior", "bo", "bo"]
+
+
+@pytest.mark.parametrize("batch_size", [1, 4])
+def test_minimize_returns_best_and_budget_rows(batch_size):
+    task = forrester_task()
+    res = minimize(task.fn, task.bounds, budget=6, prior=forrester_prior(), seed=0,
+                   batch_size=batch_size, **FAST)
+    assert isinstance(res, OptimizeResult)
+    assert len(res.history) == 6
+    assert res.fun == res.history["y"].min()
+    assert res.x.shape == (1,)
+    torch.testing.assert_close(task.fn(res.x.unsqueeze(0)).item(), res.fun)
+
+
+def test_minimize_rejects_bad_budget():
+    with pytest.raises(ConfigError, match="0"):
+        minimize(forrester_task().fn, Forrester().bounds, budget=0)
