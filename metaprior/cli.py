@@ -267,8 +267,8 @@ def forward(module: str, rest: list[str], description: str) -> int:
             print(f"usage: {PROG} {module.replace('run', 'bench')} [ARGS ...]\n\n{description}")
             return 0
         raise
-    result = main(rest) if rest else main([]) if module == "run" else main()
-    return int(result or 0)
+    # always a list: main(None) would parse sys.argv, which still holds the subcommand
+    return int(main(list(rest)) or 0)
 
 
 def cmd_bench(args) -> int:
