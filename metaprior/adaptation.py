@@ -11,7 +11,7 @@ import math
 import torch
 from torch import Tensor
 
-from metaprior.nets import Params, loss_and_grad
+from metaprior.nets import Params, forward, loss_and_grad
 
 ADAM_BETAS = (0.0, 0.999)  # beta1 = 0, as in the Reptile paper's inner Adam
 ADAM_EPS = 1e-8
@@ -56,7 +56,8 @@ def adapt_batched(params: Params, X: Tensor, Y: Tensor, mask: Tensor, keys: Tens
     per_epoch = max(1, math.ceil(n / batch_size))
     maskf = mask.to(X.dtype)
     full_w = maskf / maskf.sum(-1, keepdim=True).clamp(min=1)
-    loss0, _ = loss_and_grad(params, X, Y, full_w)
+    with torch.no_grad():
+        loss0 = (full_w * (forward(params, X) - Y).square()).sum(-1)
     phi = [p.clone() for p in params]
     moments = [torch.zeros_like(p) for p in phi] if optimizer == "adam" else None
     # Padding sorts last so that every minibatch holds real points first.
@@ -74,20 +75,25 @@ def adapt_batched(params: Params, X: Tensor, Y: Tensor, mask: Tensor, keys: Tens
         _, grads = loss_and_grad(phi, xb, yb, wb)
         norm = torch.sqrt(sum(g.flatten(1).square().sum(-1) for g in grads))
         scale = (max_grad_norm / (norm + 1e-12)).clamp(max=1.0)
+        finite = torch.isfinite(norm)
+        if not bool(finite.all()):
+            # Rare: a task whose gradient overflowed skips this step and keeps its weights.
+            scale = torch.where(finite, scale, torch.zeros_like(scale))
+            grads = [torch.where(_per_task(finite, g), g, torch.zeros_like(g)) for g in grads]
         if moments is None:
-            step_size = (lr * scale).nan_to_num(0.0)
-            new = [p - step_size.view(-1, *[1] * (p.ndim - 1)) * g for p, g in zip(phi, grads,
-                                                                                   strict=True)]
+            step_size = lr * scale
+            for p, g in zip(phi, grads, strict=True):
+                p.addcmul_(g, _per_task(step_size, g), value=-1.0)
         else:
             b2 = ADAM_BETAS[1]
-            new = []
-            for i, (p, g) in enumerate(zip(phi, grads, strict=True)):
-                g = g * scale.view(-1, *[1] * (g.ndim - 1))
-                moments[i] = b2 * moments[i] + (1 - b2) * g.square()
-                v_hat = moments[i] / (1 - b2 ** (step + 1))
-                new.append(p - lr * g / (v_hat.sqrt() + ADAM_EPS))
-        # A task whose step went non-finite keeps its last finite weights.
-        finite = torch.stack([q.flatten(1).isfinite().all(-1) for q in new]).all(0)
-        phi = [torch.where(finite.view(-1, *[1] * (q.ndim - 1)), q, p)
-               for q, p in zip(new, phi, strict=True)]
+            for p, g, v in zip(phi, grads, moments, strict=True):
+                g = g * _per_task(scale, g)
+                v.mul_(b2).addcmul_(g, g, value=1 - b2)
+                denom = (v / (1 - b2 ** (step + 1))).sqrt_().add_(ADAM_EPS)
+                p.addcdiv_(g, denom, value=-lr)
     return phi, loss0
+
+
+def _per_task(values: Tensor, like: Tensor) -> Tensor:
+    """Reshape `B` per-task values to broadcast against a stacked `B x ...` tensor."""
+    return values.view(-1, *[1] * (like.ndim - 1))

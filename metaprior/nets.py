@@ -34,6 +34,23 @@ def init_params(dim: int, hidden: tuple[int, ...], generator: torch.Generator,
     return params
 
 
+def tanh_layer(h: Tensor, W: Tensor, b: Tensor) -> Tensor:
+    """`tanh(h W^T + b)`, computed as `2 sigmoid(2 (h W^T + b)) - 1`.
+
+    The identity is exact; on CPU PyTorch's sigmoid is about 6x faster than its tanh, and the
+    factor 2 rides along in the fused `baddbmm`/`addmm` for free. This was the largest single
+    cost of an inner step.
+    """
+    if h.ndim == 3 and W.ndim == 3:
+        pre = torch.baddbmm(b.unsqueeze(-2), h, W.transpose(-1, -2), beta=2.0, alpha=2.0)
+    else:
+        pre = 2.0 * (h @ W.transpose(-1, -2) + b.unsqueeze(-2))
+    s = torch.sigmoid(pre)
+    if s.requires_grad:  # autograd (acquisition gradients w.r.t. X) needs the sigmoid output
+        return 2.0 * s - 1.0
+    return s.mul_(2.0).sub_(1.0)
+
+
 def forward(params: Params, X: Tensor, features: bool = False) -> Tensor:
     """Evaluate the network.
 
@@ -49,7 +66,7 @@ def forward(params: Params, X: Tensor, features: bool = False) -> Tensor:
     n_layers = len(params) // 2
     for layer in range(n_layers - 1):
         W, b = params[2 * layer], params[2 * layer + 1]
-        h = torch.tanh(h @ W.transpose(-1, -2) + b.unsqueeze(-2))
+        h = tanh_layer(h, W, b)
     if features:
         return h
     W, b = params[-2], params[-1]
@@ -73,7 +90,7 @@ def loss_and_grad(params: Params, X: Tensor, Y: Tensor, weight: Tensor) -> tuple
     h = X
     for layer in range(n_layers - 1):
         W, b = params[2 * layer], params[2 * layer + 1]
-        h = torch.tanh(torch.baddbmm(b.unsqueeze(-2), h, W.transpose(-1, -2)))
+        h = tanh_layer(h, W, b)
         acts.append(h)
     out = torch.baddbmm(params[-1].unsqueeze(-2), h, params[-2].transpose(-1, -2)).squeeze(-1)
     resid = out - Y

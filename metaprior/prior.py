@@ -156,7 +156,7 @@ class MetaPrior:
         try:
             params = [tensors[k] for k in sorted(tensors) if k.startswith("param.")]
             config = ReptileConfig.from_dict(h["config"])
-            bounds = as_float_tensor(h["bounds"], "bounds")
+            bounds = as_float_tensor(h["bounds"], f"{path}: bounds")
             prior = cls(params, bounds, float(h["y_mean"]), float(h["y_std"]), config,
                         family=str(h["family"]), stats=h.get("stats"),
                         n_adapted=int(h.get("n_adapted", 0)))

@@ -36,14 +36,30 @@ class NetworkFeatureKernel(Kernel):
         return self.base_kernel.forward(z1, z2, diag=diag, **params)
 
 
+def residual_lengthscale_prior(dim: int) -> LogNormalPrior:
+    """Log-normal prior with median `0.2 sqrt(dim)` and a narrow spread.
+
+    The kernel models what the network gets wrong, which is local: near the observations the
+    adapted network is right, far from them it may be confidently wrong. BoTorch's default prior
+    (median about `5.8` at d = 2 on the unit cube) lets the marginal likelihood, fed points
+    clustered around the network's minimum, pick a lengthscale so long that the posterior has no
+    variance anywhere, and BO stalls on a spurious minimum. A short lengthscale keeps
+    uncertainty away from the data. Distances grow like sqrt(dim), so the median does too.
+    """
+    return LogNormalPrior(math.log(0.2) + 0.5 * math.log(dim), 0.5)
+
+
+def residual_kernel(dim: int, nu: float = 2.5, ard: bool = True) -> MaternKernel:
+    """Matern kernel for the GP's residual around the network mean, on `dim` inputs."""
+    return MaternKernel(nu=nu, ard_num_dims=dim if ard else None,
+                        lengthscale_prior=residual_lengthscale_prior(dim))
+
+
 def feature_kernel(network: FrozenNetwork, nu: float = 2.5) -> ScaleKernel:
     """`ScaleKernel(Matern(nu))` on the network's features, one shared lengthscale.
 
     One lengthscale (not one per feature) keeps the hyperparameters few enough to fit on a
-    handful of points; its log-normal prior grows with sqrt(h) like BoTorch's dimension-scaled
-    default, because distances between h-dimensional feature vectors grow that way.
+    handful of points; its prior is `residual_lengthscale_prior(h)` for `h` features.
     """
-    h = network.n_features
-    matern = MaternKernel(nu=nu, lengthscale_prior=LogNormalPrior(math.sqrt(2) + 0.5 * math.log(h),
-                                                                  math.sqrt(3)))
-    return ScaleKernel(NetworkFeatureKernel(network, matern))
+    base = residual_kernel(network.n_features, nu=nu, ard=False)
+    return ScaleKernel(NetworkFeatureKernel(network, base))

@@ -5,14 +5,13 @@ from __future__ import annotations
 from botorch.models import SingleTaskGP
 from botorch.models.transforms.input import InputTransform, Normalize
 from botorch.models.transforms.outcome import OutcomeTransform, Standardize
-from botorch.models.utils.gpytorch_modules import get_covar_module_with_dim_scaled_prior
 from botorch.utils.types import DEFAULT, _DefaultType
 from gpytorch.kernels import Kernel
 from gpytorch.means import ConstantMean
 from torch import Tensor
 
 from metaprior.errors import ConfigError, InputDataError
-from metaprior.gp.kernels import feature_kernel
+from metaprior.gp.kernels import feature_kernel, residual_kernel
 from metaprior.gp.means import NetworkMean
 from metaprior.gp.network import FrozenNetwork
 from metaprior.prior import MetaPrior
@@ -32,8 +31,9 @@ class MetaPriorModel(SingleTaskGP):
         train_X: `n x d` training inputs in the family's original units.
         train_Y: `n x 1` observations.
         prior: the `MetaPrior`.
-        mode: "mean" (network mean, default kernel on inputs), "kernel" (constant mean,
-            `ScaleKernel(Matern)` on the network's features) or "both".
+        mode: "mean" (network mean, Matern residual kernel on inputs), "kernel" (constant mean,
+            `ScaleKernel(Matern)` on the network's features plus the residual kernel) or "both"
+            (network mean and that kernel).
         train_Yvar: optional `n x 1` observation noise variances.
         input_transform: default `Normalize` to the prior's bounds (the network's unit cube).
         outcome_transform: default `Standardize(m=1)`; the network mean is mapped into its space.
@@ -71,9 +71,12 @@ class MetaPriorModel(SingleTaskGP):
         mean_module = NetworkMean(network) if mode in ("mean", "both") else ConstantMean()
         if covar_module is None:
             if mode == "mean":
-                covar_module = get_covar_module_with_dim_scaled_prior(ard_num_dims=prior.dim)
+                covar_module = residual_kernel(prior.dim)
             else:
-                covar_module = feature_kernel(network)
+                # The deep kernel alone correlates points whose features agree, so near the
+                # network's (possibly spurious) minimum it leaves no variance; an input-space
+                # residual term keeps BO exploring (measured: stalls without it in mode "both").
+                covar_module = feature_kernel(network) + residual_kernel(prior.dim)
         super().__init__(train_X, train_Y, train_Yvar=train_Yvar, likelihood=likelihood,
                          covar_module=covar_module, mean_module=mean_module,
                          outcome_transform=outcome_transform, input_transform=input_transform)

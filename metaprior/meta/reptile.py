@@ -79,6 +79,7 @@ class ReptileTrainer:
             self.opt = torch.optim.SGD(self.theta, lr=cfg.outer_lr)
         self.step = 0
         self.history: list[float] = []
+        self.window: list[float] = []  # losses of the history entry in progress
         self.seconds = 0.0
 
     def snapshot(self) -> MetaPrior:
@@ -101,6 +102,7 @@ class ReptileTrainer:
         state = {**self.run_keys(), "step": self.step,
                  "theta": [p.detach().cpu() for p in self.theta],
                  "opt": self.opt.state_dict(), "history": list(self.history),
+                 "window": list(self.window),
                  "seconds": self.seconds}
         save_checkpoint(path, state)
 
@@ -113,6 +115,7 @@ class ReptileTrainer:
                 p.copy_(q)
         self.opt.load_state_dict(state["opt"])
         self.step, self.history = int(state["step"]), list(state["history"])
+        self.window = list(state.get("window", []))
         self.seconds = float(state["seconds"])
         return True
 
@@ -190,6 +193,8 @@ def meta_train(family: TaskFamily, config: ReptileConfig | None = None, seed: in
     trainer = ReptileTrainer(family, cfg, seed, device)
     if resume and checkpoint is not None:
         trainer.restore(checkpoint)
+    # A rank that cannot see the checkpoint would silently start over and train another model.
+    dist_utils.check_same(trainer.step, "the outer step to resume from")
     writer = None
     if log_dir is not None and trainer.rank == 0:
         from torch.utils.tensorboard import SummaryWriter
@@ -198,8 +203,8 @@ def meta_train(family: TaskFamily, config: ReptileConfig | None = None, seed: in
     stop = cfg.outer_steps if max_steps is None else min(cfg.outer_steps,
                                                          trainer.step + int(max_steps))
     bar = tqdm(total=cfg.outer_steps, initial=trainer.step, desc=f"meta-train {family.name}",
-               disable=not progress or trainer.rank != 0, leave=False)
-    window: list[float] = []
+               disable=not progress or trainer.rank != 0, leave=False, mininterval=2.0)
+    window = trainer.window
     try:
         while trainer.step < stop:
             t0 = time.perf_counter()
@@ -226,4 +231,5 @@ def meta_train(family: TaskFamily, config: ReptileConfig | None = None, seed: in
             writer.close()
     if checkpoint is not None:
         trainer.save(checkpoint)
+    dist_utils.barrier()  # no rank may reuse the checkpoint before rank 0 has written it
     return trainer.snapshot()

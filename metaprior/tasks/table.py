@@ -150,8 +150,10 @@ class TableFamily(TaskFamily):
         counts = self.counts.to(dev)[task_idx].unsqueeze(-1)  # B x 1
         j = torch.arange(n_points, device=dev).unsqueeze(0)  # 1 x n
         u = torch.rand(n_tasks, n_points, generator=generator, device=dev, dtype=torch.float64)
-        stride = counts.double() / n_points
-        strided = ((j + u) * stride).floor().long()
+        # Bin j holds rows [floor(j c / n), floor((j + 1) c / n)): integer bins, so distinct.
+        lo = j * counts // n_points
+        hi = (j + 1) * counts // n_points
+        strided = lo + (u * (hi - lo)).floor().long()
         local = torch.where(counts > n_points, strided, j)
         mask = j < counts
         local = torch.where(mask, local, torch.zeros_like(local))
