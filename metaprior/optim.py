@@ -145,13 +145,15 @@ class Optimizer:
                               stacklevel=3)
             self.model = model
             pending = torch.stack([p[0] for p in self._pending]) if self._pending else None
-            acqf = qLogNoisyExpectedImprovement(
-                model, X_baseline=self._X, X_pending=pending,
-                objective=LinearMCObjective(torch.tensor([-1.0], dtype=torch.float64)),
-                prune_baseline=True,
-            )
+            # linear_operator warns each time it adds jitter to a near-singular covariance,
+            # which clustered BO points make routine; the result is still correct.
             with warnings.catch_warnings():
                 warnings.simplefilter("ignore")
+                acqf = qLogNoisyExpectedImprovement(
+                    model, X_baseline=self._X, X_pending=pending,
+                    objective=LinearMCObjective(torch.tensor([-1.0], dtype=torch.float64)),
+                    prune_baseline=True,
+                )
                 X, _ = optimize_acqf(acqf, bounds=self.bounds, q=n,
                                      num_restarts=self.num_restarts,
                                      raw_samples=self.raw_samples,
