@@ -99,6 +99,16 @@ def range_box(experiment: Experiment, dim: int) -> tuple[list[str], torch.Tensor
     return [p.name for p in params], bounds
 
 
+def handover_criteria(n_init: int) -> list[MinTrials]:
+    """Leave the first node after `n_init` trials, once at least one has completed with data."""
+    return [
+        MinTrials(threshold=n_init, transition_to=MODEL_NODE, use_all_trials_in_exp=True,
+                  not_in_statuses=[TrialStatus.FAILED, TrialStatus.ABANDONED]),
+        MinTrials(threshold=1, transition_to=MODEL_NODE, use_all_trials_in_exp=True,
+                  only_in_statuses=[TrialStatus.COMPLETED], count_only_trials_with_data=True),
+    ]
+
+
 class ZeroShotNode(ExternalGenerationNode):
     """First trial at the prior's zero-shot minimiser; Sobol for any more before data.
 
@@ -111,14 +121,7 @@ class ZeroShotNode(ExternalGenerationNode):
     def __init__(self, prior: MetaPrior, n_init: int = 1, seed: int = 0):
         super().__init__(
             name=ZERO_SHOT_NODE,
-            transition_criteria=[
-                MinTrials(threshold=n_init, transition_to=MODEL_NODE,
-                          use_all_trials_in_exp=True,
-                          not_in_statuses=[TrialStatus.FAILED, TrialStatus.ABANDONED]),
-                MinTrials(threshold=1, transition_to=MODEL_NODE, use_all_trials_in_exp=True,
-                          only_in_statuses=[TrialStatus.COMPLETED],
-                          count_only_trials_with_data=True),
-            ],
+            transition_criteria=handover_criteria(n_init),
         )
         self.prior, self.seed = prior, int(seed)
         self.names: list[str] = []
@@ -193,14 +196,7 @@ def generation_strategy(prior: MetaPrior, mode: str = "mean", n_init: int = 1,
             name=ZERO_SHOT_NODE,
             generator_specs=[GeneratorSpec(generator_enum=Generators.SOBOL,
                                            generator_kwargs={"seed": seed})],
-            transition_criteria=[
-                MinTrials(threshold=n_init, transition_to=MODEL_NODE,
-                          use_all_trials_in_exp=True,
-                          not_in_statuses=[TrialStatus.FAILED, TrialStatus.ABANDONED]),
-                MinTrials(threshold=1, transition_to=MODEL_NODE, use_all_trials_in_exp=True,
-                          only_in_statuses=[TrialStatus.COMPLETED],
-                          count_only_trials_with_data=True),
-            ],
+            transition_criteria=handover_criteria(n_init),
         )
     generator_kwargs: dict[str, Any] = {
         "surrogate_spec": SurrogateSpec(model_configs=[model_config(prior, mode, adapt_steps)]),
