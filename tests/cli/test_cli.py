@@ -136,8 +136,11 @@ def test_ctrl_c_checkpoints_and_resume_continues(tmp_path):
             "--points-per-task", "8", "--inner-steps", "1", "--checkpoint-every", "2",
             "--no-progress"]
     env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    # A shell that starts a job in the background makes it ignore SIGINT, and Python then never
+    # turns SIGINT into KeyboardInterrupt; give the child the default disposition back.
     proc = subprocess.Popen([sys.executable, "-m", "metaprior", *args], cwd=tmp_path, env=env,
-                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                            preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
     ckpt = tmp_path / "c.prior.ckpt"
     deadline = time.monotonic() + 60
     while not ckpt.exists() and time.monotonic() < deadline and proc.poll() is None:
