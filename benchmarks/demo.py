@@ -61,7 +61,7 @@ def main(argv=None) -> int:
     plot_family(df, FAMILY, out / "demo_regret.png")
     med = df.groupby(["method", "iteration"]).regret.median()
     at5 = {m: med[m][min(5, args.budget)] for m in METHODS}
-    print(f"Median normalised regret after 5 evaluations: "
+    print("Median normalised regret after 5 evaluations: "
           + ", ".join(f"{m} {v:.3g}" for m, v in at5.items()))
     print(f"Plot: {out / 'demo_regret.png'}; runs: {out / 'demo_runs.csv'}; "
           f"total {time.perf_counter() - t0:.0f} s")
