@@ -65,9 +65,6 @@ class TaskBatch:
     mask: Tensor
     task_ids: list
 
-    def to(self, device) -> TaskBatch:
-        return TaskBatch(self.X.to(device), self.Y.to(device), self.mask.to(device), self.task_ids)
-
 
 @dataclass
 class Task:

@@ -18,7 +18,6 @@ from metaprior.tasks.family import (
     Task,
     TaskBatch,
     TaskFamily,
-    make_generator,
     stream_seed,
     validate_bounds,
 )
@@ -177,10 +176,3 @@ class TableFamily(TaskFamily):
         s, c = int(self.offsets[i]), int(self.counts[i])
         return self.X[s:s + c], self.Y[s:s + c]
 
-
-def table_held_out(family: TableFamily, n_tasks: int, seed: int) -> list[str]:
-    """Up to `n_tasks` held-out task names, in a seeded order."""
-    names = family.tasks("test")
-    g = make_generator(seed, "table-held-out", family.name)
-    order = torch.randperm(len(names), generator=g).tolist()
-    return [names[i] for i in order[:n_tasks]]
