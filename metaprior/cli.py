@@ -83,6 +83,7 @@ CONFIG_OPTIONS = {
     "hidden": "hidden", "inner_optimizer": "inner_optimizer",
     "outer_optimizer": "outer_optimizer", "adapt_steps": "adapt_steps",
     "chunk_size": "chunk_size", "checkpoint_every": "checkpoint_every",
+    "max_memory_mb": "max_memory_mb",
 }
 
 
@@ -319,6 +320,8 @@ def build_parser() -> argparse.ArgumentParser:
     t.add_argument("--no-anneal", action="store_true", help="keep the outer lr constant")
     t.add_argument("--adapt-steps", type=int, help="adaptation steps at test time")
     t.add_argument("--chunk-size", type=int, help="tasks per vectorised chunk (peak memory)")
+    t.add_argument("--max-memory-mb", type=float,
+                   help="memory budget of the inner loop per process; derives the chunk size")
     t.add_argument("--checkpoint-every", type=int, help="outer steps between checkpoints")
     t.add_argument("--checkpoint", metavar="PATH", help="checkpoint file (default OUT.ckpt)")
     t.add_argument("--resume", action="store_true", help="continue from the checkpoint")

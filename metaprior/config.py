@@ -32,6 +32,8 @@ class ReptileConfig:
         max_grad_norm: per-task gradient-norm clip in the inner loop (keeps 1-point fits finite).
         checkpoint_every: meta-iterations between checkpoints.
         chunk_size: tasks per vectorised chunk of the inner loop (bounds peak memory); None: all B.
+        max_memory_mb: a per-process memory budget (MiB) for the inner loop; the chunk size is
+            derived from it (`metaprior.meta.memory`), and the smaller of the two applies.
     """
 
     outer_steps: int = 2000
@@ -50,6 +52,7 @@ class ReptileConfig:
     max_grad_norm: float = 10.0
     checkpoint_every: int = 200
     chunk_size: int | None = None
+    max_memory_mb: float | None = None
 
     def __post_init__(self):
         positive_ints = ("outer_steps", "tasks_per_step", "points_per_task", "inner_steps",
@@ -80,6 +83,11 @@ class ReptileConfig:
                                             or self.chunk_size < 1):
             raise ConfigError(f"ReptileConfig.chunk_size must be None or >= 1 "
                               f"(got {self.chunk_size!r})")
+        if self.max_memory_mb is not None and (isinstance(self.max_memory_mb, bool)
+                                               or not isinstance(self.max_memory_mb, (int, float))
+                                               or not self.max_memory_mb > 0):
+            raise ConfigError(f"ReptileConfig.max_memory_mb must be None or a positive number "
+                              f"(got {self.max_memory_mb!r})")
 
     @classmethod
     def seed(cls) -> ReptileConfig:

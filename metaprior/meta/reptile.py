@@ -17,6 +17,7 @@ from metaprior.config import ReptileConfig
 from metaprior.errors import ConfigError, TaskFamilyError
 from metaprior.meta import distributed as dist_utils
 from metaprior.meta.checkpoint import load_checkpoint, save_checkpoint
+from metaprior.meta.memory import chunk_size_for_memory
 from metaprior.nets import init_params
 from metaprior.prior import MetaPrior
 from metaprior.tasks.family import TaskBatch, TaskFamily, make_generator
@@ -70,6 +71,10 @@ class ReptileTrainer:
         self.device = resolve_device(device)
         self.distributed = dist_utils.init_if_launched(self.device)
         self.rank, self.world = dist_utils.rank_and_size()
+        self.chunk = cfg.chunk_size or cfg.tasks_per_step
+        if cfg.max_memory_mb is not None:
+            self.chunk = min(self.chunk, chunk_size_for_memory(cfg, family.dim, cfg.max_memory_mb,
+                                                               self.world))
         self.y_mean, self.y_std = output_stats(family, cfg.points_per_task, seed)
         init = init_params(family.dim, cfg.hidden, make_generator(seed, "init"))
         self.theta = [torch.nn.Parameter(p.to(self.device)) for p in init]
@@ -127,7 +132,7 @@ class ReptileTrainer:
         n = batch.Y.shape[-1]
         keys = order_keys(n_epochs(cfg.inner_steps, n, cfg.inner_batch_size), B, n, g)
         mine = dist_utils.shard(B, self.rank, self.world)
-        chunk = cfg.chunk_size or B
+        chunk = self.chunk
         theta = [p.detach() for p in self.theta]
         delta_sum = [torch.zeros_like(p) for p in theta]
         loss_sum = torch.zeros(1, device=self.device, dtype=theta[0].dtype)

@@ -169,3 +169,25 @@ def test_bad_arguments():
         with pytest.raises(ConfigError, match="cuda"):
             meta_train(Logistic(), small_config(), device="cuda", progress=False)
     assert isinstance(ReptileConfig(), ReptileConfig)
+
+
+def test_memory_budget_derives_a_smaller_chunk_with_the_same_result():
+    from metaprior.meta.memory import chunk_size_for_memory
+    from metaprior.meta.reptile import ReptileTrainer
+
+    cfg = dataclasses.replace(small_config(outer_steps=4), tasks_per_step=64)
+    budget = 1.0  # MiB: a few tasks per chunk, far below what 64 at once would need
+    chunk = chunk_size_for_memory(cfg, 1, budget)
+    assert 1 <= chunk < 64
+    bounded = dataclasses.replace(cfg, max_memory_mb=budget)
+    assert ReptileTrainer(Sinusoid(), bounded, 1, None).chunk == chunk
+    whole = meta_train(Sinusoid(), cfg, seed=1, progress=False)
+    parts = meta_train(Sinusoid(), bounded, seed=1, progress=False)
+    for a, b in zip(whole.params, parts.params, strict=True):
+        assert torch.allclose(a, b, atol=1e-5)
+
+
+@pytest.mark.parametrize("bad", [0, -1.0, float("nan"), True])
+def test_memory_budget_must_be_positive(bad):
+    with pytest.raises(ConfigError, match="max_memory_mb"):
+        dataclasses.replace(ReptileConfig(), max_memory_mb=bad)
