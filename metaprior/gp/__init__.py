@@ -4,6 +4,7 @@ from metaprior.gp.kernels import NetworkFeatureKernel, feature_kernel
 from metaprior.gp.means import NetworkMean
 from metaprior.gp.model import MODES, MetaPriorModel
 from metaprior.gp.network import FrozenNetwork
+from metaprior.gp.transforms import RESIDUAL_FLOOR, FloorStandardize
 
-__all__ = ["MODES", "FrozenNetwork", "MetaPriorModel", "NetworkFeatureKernel", "NetworkMean",
+__all__ = ["MODES", "RESIDUAL_FLOOR", "FloorStandardize", "FrozenNetwork", "MetaPriorModel", "NetworkFeatureKernel", "NetworkMean",
            "feature_kernel"]

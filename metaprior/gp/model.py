@@ -14,6 +14,7 @@ from metaprior.errors import ConfigError, InputDataError
 from metaprior.gp.kernels import feature_kernel, residual_kernel
 from metaprior.gp.means import NetworkMean
 from metaprior.gp.network import FrozenNetwork
+from metaprior.gp.transforms import RESIDUAL_FLOOR, FloorStandardize
 from metaprior.prior import MetaPrior
 from metaprior.validation import check_X, check_Y
 
@@ -36,7 +37,8 @@ class MetaPriorModel(SingleTaskGP):
             (network mean and that kernel).
         train_Yvar: optional `n x 1` observation noise variances.
         input_transform: default `Normalize` to the prior's bounds (the network's unit cube).
-        outcome_transform: default `Standardize(m=1)`; the network mean is mapped into its space.
+        outcome_transform: default `FloorStandardize` (`Standardize` whose scale stays above 0.3
+            of the family's output std); the network mean is mapped into its space.
         adapt_steps: inner steps of the adaptation (default: the prior's `adapt_steps`).
         covar_module: override the kernel (modes "mean" and "both" keep the network mean).
 
@@ -67,7 +69,7 @@ class MetaPriorModel(SingleTaskGP):
         if input_transform == DEFAULT:
             input_transform = Normalize(d=prior.dim, bounds=prior.bounds.to(train_X))
         if outcome_transform == DEFAULT:
-            outcome_transform = Standardize(m=1)
+            outcome_transform = FloorStandardize(RESIDUAL_FLOOR * prior.y_std)
         mean_module = NetworkMean(network) if mode in ("mean", "both") else ConstantMean()
         if covar_module is None:
             if mode == "mean":

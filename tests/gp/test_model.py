@@ -20,6 +20,7 @@ from gpytorch.mlls import ExactMarginalLogLikelihood
 
 from metaprior.errors import ConfigError, InputDataError
 from metaprior.gp import MODES, FrozenNetwork, MetaPriorModel, NetworkFeatureKernel, NetworkMean
+from metaprior.gp.transforms import RESIDUAL_FLOOR, FloorStandardize
 from metaprior.tasks import Branin, Forrester
 from metaprior.tasks.family import make_generator
 
@@ -51,9 +52,10 @@ def branin_models():
 def test_posterior_mean_equals_adapted_prior_without_gp_residual(n, mode):
     X, Y = data(Forrester(), n)
     model = MetaPriorModel(X, Y, forrester_prior(), mode=mode)
-    if n == 1:  # Standardize keeps std 1 with one observation: the map is a pure shift
-        torch.testing.assert_close(model.outcome_transform.stdvs, torch.ones(1, 1,
-                                                                            dtype=torch.float64))
+    if n == 1:  # one observation: the scale is the floor, a fraction of the family's spread
+        floor = RESIDUAL_FLOOR * forrester_prior().y_std
+        torch.testing.assert_close(model.outcome_transform.stdvs,
+                                   torch.full((1, 1), floor, dtype=torch.float64))
     # an enormous noise makes the data's pull (K + s I)^-1 (y - m) vanish: posterior = prior mean
     model.likelihood.noise = 1e10
     Xt = torch.linspace(0, 1, 33, dtype=torch.float64).unsqueeze(-1)
@@ -263,3 +265,18 @@ def test_no_observations_is_rejected():
     X, Y = data(Forrester(), 0)
     with pytest.raises(InputDataError, match="at least one"):
         MetaPriorModel(X, Y, forrester_prior())
+
+
+def test_floor_standardize_keeps_the_scale_above_the_floor():
+    tf = FloorStandardize(floor=2.0)
+    clustered = torch.tensor([[1.0], [1.1], [0.9]], dtype=torch.float64)
+    Z, _ = tf(clustered)
+    assert tf.stdvs.item() == 2.0  # the data's std (0.1) would collapse the residual's scale
+    torch.testing.assert_close(Z, (clustered - 1.0) / 2.0)
+    spread = torch.tensor([[0.0], [10.0], [20.0]], dtype=torch.float64)
+    tf.train()
+    tf(spread)
+    torch.testing.assert_close(tf.stdvs, spread.std(dim=-2, keepdim=True))
+    tf.eval()
+    Y, _ = tf.untransform(torch.zeros(2, 1, dtype=torch.float64))
+    torch.testing.assert_close(Y, torch.full((2, 1), 10.0, dtype=torch.float64))
