@@ -6,5 +6,13 @@ from metaprior.gp.model import MODES, MetaPriorModel
 from metaprior.gp.network import FrozenNetwork
 from metaprior.gp.transforms import RESIDUAL_FLOOR, FloorStandardize
 
-__all__ = ["MODES", "RESIDUAL_FLOOR", "FloorStandardize", "FrozenNetwork", "MetaPriorModel", "NetworkFeatureKernel", "NetworkMean",
-           "feature_kernel"]
+__all__ = [
+    "MODES",
+    "RESIDUAL_FLOOR",
+    "FloorStandardize",
+    "FrozenNetwork",
+    "MetaPriorModel",
+    "NetworkFeatureKernel",
+    "NetworkMean",
+    "feature_kernel",
+]
