@@ -102,11 +102,9 @@ def main(argv=None) -> int:
     for fam in families:
         build_context(fam, args.cache, methods, args.yahpo_data, args.quick,
                       progress=not args.no_progress)
-        n_tasks = len(held_out(load_context(fam, args.cache, args.yahpo_data).family,
-                               args.tasks))
-        for ti in range(n_tasks):
-            task_name = held_out(load_context(fam, args.cache, args.yahpo_data).family,
-                                 args.tasks)[ti].name
+        tasks = held_out(load_context(fam, args.cache, args.yahpo_data).family, args.tasks)
+        for ti, task in enumerate(tasks):
+            task_name = task.name
             for seed in range(args.seeds):
                 for m in methods:
                     if (fam, task_name, seed, m) not in done:
