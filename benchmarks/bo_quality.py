@@ -7,9 +7,16 @@ runs `minimize` with budget 20 and the Optimizer's defaults; the metric is the n
 and seeds at 1, 5, 10 and 20 evaluations.
 
 Target: the prior's median regret at 5 evaluations is below uninformed BO's at 20, on both.
+Methods: uninformed BO ("none"), the prior in each mode, and both with a trust region ("+tr").
 
-    OMP_NUM_THREADS=1 .venv/bin/python -m benchmarks.bo_quality           # 17 min, 2 shared cores
+    OMP_NUM_THREADS=1 .venv/bin/python -m benchmarks.bo_quality           # about 10 min per family
     OMP_NUM_THREADS=1 .venv/bin/python -m benchmarks.bo_quality --quick   # about 1 min
+
+The committed results ran one process per family, side by side on our two cores:
+
+    python -m benchmarks.bo_quality --families forrester --out benchmarks/results/bo_quality_forrester.csv
+    python -m benchmarks.bo_quality --families branin --out benchmarks/results/bo_quality_branin.csv
+    python -m benchmarks.bo_quality --from-csv benchmarks/results/bo_quality_*.csv
 """
 
 from __future__ import annotations
@@ -31,12 +38,24 @@ import metaprior as mp  # noqa: E402
 from metaprior.tasks import Branin, Forrester, TaskFamily  # noqa: E402
 
 RESULTS = Path(__file__).parent / "results" / "bo_quality.csv"
-METHODS = ("none", "mean", "kernel", "both")  # "none": prior=None, uninformed BO
+# Method name -> (uses the prior, Optimizer keywords). "none" is uninformed BO; "+tr" restricts
+# each BO step to a trust region of side 0.2 around the incumbent (`Optimizer(trust_region=)`).
+TRUST_REGION = 0.2
+METHODS = {
+    "none": (False, {}),
+    "mean": (True, {"mode": "mean"}),
+    "kernel": (True, {"mode": "kernel"}),
+    "both": (True, {"mode": "both"}),
+    "none+tr": (False, {"trust_region": TRUST_REGION}),
+    "mean+tr": (True, {"mode": "mean", "trust_region": TRUST_REGION}),
+}
+FAMILIES = {"forrester": Forrester, "branin": Branin}
 CHECKPOINTS = (1, 5, 10, 20)
 
 
 def run_one(task, prior, method: str, seed: int, budget: int, opt_kwargs: dict) -> pd.DataFrame:
-    kw = {"prior": None} if method == "none" else {"prior": prior, "mode": method}
+    uses_prior, kw = METHODS[method]
+    kw = {"prior": prior if uses_prior else None, **kw}
     res = mp.minimize(task.fn, task.bounds, budget=budget, seed=seed, **kw, **opt_kwargs)
     h = res.history
     span = task.y_max - task.y_min
@@ -46,7 +65,7 @@ def run_one(task, prior, method: str, seed: int, budget: int, opt_kwargs: dict) 
 
 
 def run(families: list[TaskFamily], n_tasks: int, seeds, budget: int, config: mp.ReptileConfig,
-        opt_kwargs: dict) -> pd.DataFrame:
+        opt_kwargs: dict, methods=tuple(METHODS)) -> pd.DataFrame:
     frames = []
     for family in families:
         t0 = time.perf_counter()
@@ -55,7 +74,7 @@ def run(families: list[TaskFamily], n_tasks: int, seeds, budget: int, config: mp
         t0 = time.perf_counter()
         for task in family.held_out_tasks(n_tasks, seed=0):
             for seed in seeds:
-                for method in METHODS:
+                for method in methods:
                     df = run_one(task, prior, method, seed, budget, opt_kwargs)
                     frames.append(df.assign(family=family.name, task=task.name, seed=seed,
                                             method=method))
@@ -87,9 +106,11 @@ def main(argv=None) -> None:
     ap.add_argument("--raw-samples", type=int, default=None, help="Optimizer default if unset")
     ap.add_argument("--quick", action="store_true",
                     help="3 tasks, 1 seed, budget 10, 300-step priors, 2 restarts")
+    ap.add_argument("--families", nargs="+", choices=list(FAMILIES), default=list(FAMILIES))
+    ap.add_argument("--methods", nargs="+", choices=list(METHODS), default=list(METHODS))
     ap.add_argument("--out", type=Path, default=RESULTS)
-    ap.add_argument("--from-csv", type=Path, default=None,
-                    help="only print the table of an earlier run's CSV")
+    ap.add_argument("--from-csv", type=Path, nargs="+", default=None,
+                    help="only print the table of earlier runs' CSVs (e.g. one per family)")
     args = ap.parse_args(argv)
     config = mp.ReptileConfig()
     opt_kwargs = {k: v for k, v in (("num_restarts", args.num_restarts),
@@ -101,10 +122,11 @@ def main(argv=None) -> None:
     torch.set_num_threads(1)
     warnings.filterwarnings("ignore", category=NumericalWarning)
     if args.from_csv is not None:
-        df = pd.read_csv(args.from_csv)
+        df = pd.concat([pd.read_csv(p) for p in args.from_csv], ignore_index=True)
         args.budget = int(df["iteration"].max())
     else:
-        df = run([Forrester(), Branin()], args.tasks, args.seeds, args.budget, config, opt_kwargs)
+        df = run([FAMILIES[f]() for f in args.families], args.tasks, args.seeds, args.budget,
+                 config, opt_kwargs, args.methods)
         args.out.parent.mkdir(parents=True, exist_ok=True)
         df.to_csv(args.out, index=False)
     checkpoints = [k for k in CHECKPOINTS if k <= args.budget]
@@ -117,6 +139,8 @@ def main(argv=None) -> None:
     if 5 in checkpoints:
         last = checkpoints[-1]
         for family, g in table.groupby("family", sort=False):
+            if not (g["method"] == "none").any():
+                continue
             base = float(g[g["method"] == "none"][f"median@{last}"].iloc[0])
             for _, r in g[g["method"] != "none"].iterrows():
                 ok = "meets" if r["median@5"] < base else "MISSES"

@@ -23,7 +23,9 @@ NUM_RESTARTS = 4
 RAW_SAMPLES = 128
 
 METHODS = ("random", "bo", "bo-warmstart", "metaprior-mean", "metaprior-kernel",
-           "metaprior-both", "rgpe", "fsbo")
+           "metaprior-both", "metaprior-mean-tr", "rgpe", "fsbo")
+# Side of the "-tr" methods' trust region, as a fraction of the box (`Optimizer(trust_region=)`).
+TRUST_REGION = 0.2
 
 
 @dataclass
@@ -78,7 +80,11 @@ def make_method(name: str, ctx: Context, seed: int):
     if name == "bo-warmstart":
         return Optimizer(bounds, prior=None, warm_start=ctx.prior, **common)
     if name.startswith("metaprior-"):
-        return Optimizer(bounds, prior=ctx.prior, mode=name.split("-", 1)[1], **common)
+        mode, _, tr = name.split("-", 1)[1].partition("-")
+        if tr not in ("", "tr"):
+            raise ConfigError(f"unknown method {name!r}; known: {METHODS}")
+        return Optimizer(bounds, prior=ctx.prior, mode=mode,
+                         trust_region=TRUST_REGION if tr else None, **common)
     if name == "rgpe":
         from benchmarks.baselines.rgpe import RGPEOptimizer
 

@@ -50,6 +50,10 @@ class Optimizer:
             minimiser (the benchmark's ablation that isolates the warm start).
         num_restarts, raw_samples: `optimize_acqf` settings.
         adapt_steps: inner steps when adapting the prior (default: the prior's).
+        trust_region: restrict each BO step's acquisition search to a box around the incumbent
+            whose side is this fraction of the bounds' width, as a fixed-size TuRBO (Eriksson et
+            al., 2019). It keeps BO refining the basin the prior found instead of touring the
+            others; None (default) searches the whole box.
 
     Example:
         >>> opt = Optimizer(bounds, prior=prior, seed=0)
@@ -62,7 +66,8 @@ class Optimizer:
     def __init__(self, bounds, prior: MetaPrior | None = None, *, seed: int = 0,
                  mode: str = "mean", n_init: int | None = None,
                  warm_start: MetaPrior | None = None, num_restarts: int = 8,
-                 raw_samples: int = 256, adapt_steps: int | None = None):
+                 raw_samples: int = 256, adapt_steps: int | None = None,
+                 trust_region: float | None = None):
         self.bounds = validate_bounds(bounds)
         d = self.dim
         for name, p in (("prior", prior), ("warm_start", warm_start)):
@@ -81,6 +86,9 @@ class Optimizer:
             raise ConfigError(f"n_init must be >= 1 (got {n_init})")
         self.num_restarts, self.raw_samples = int(num_restarts), int(raw_samples)
         self.adapt_steps = adapt_steps
+        if trust_region is not None and not 0 < trust_region <= 1:
+            raise ConfigError(f"trust_region must be in (0, 1] or None (got {trust_region!r})")
+        self.trust_region = trust_region
         self._sobol = SobolEngine(d, scramble=True, seed=stream_seed(self.seed, "sobol") % 2**31)
         self._X = torch.empty(0, d, dtype=torch.float64)
         self._Y = torch.empty(0, 1, dtype=torch.float64)
@@ -131,6 +139,15 @@ class Optimizer:
         return SingleTaskGP(self._X, self._Y,
                             input_transform=Normalize(d=self.dim, bounds=self.bounds))
 
+    def search_bounds(self) -> Tensor:
+        """`2 x d` box searched by the acquisition: the bounds, or the trust region in them."""
+        if self.trust_region is None:
+            return self.bounds
+        lo, hi = self.bounds
+        center = self._X[self._Y[:, 0].argmin()]
+        half = (hi - lo) * self.trust_region / 2
+        return torch.stack([torch.maximum(lo, center - half), torch.minimum(hi, center + half)])
+
     def _bo_points(self, n: int) -> Tensor:
         step_seed = stream_seed(self.seed, "bo", self._n_seen()) % 2**31
         with torch.random.fork_rng():
@@ -154,7 +171,7 @@ class Optimizer:
                     objective=LinearMCObjective(torch.tensor([-1.0], dtype=torch.float64)),
                     prune_baseline=True,
                 )
-                X, _ = optimize_acqf(acqf, bounds=self.bounds, q=n,
+                X, _ = optimize_acqf(acqf, bounds=self.search_bounds(), q=n,
                                      num_restarts=self.num_restarts,
                                      raw_samples=self.raw_samples,
                                      options={"seed": step_seed, "maxiter": 100})

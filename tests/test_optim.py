@@ -187,6 +187,27 @@ def test_bad_settings_are_rejected():
         opt.ask(0)
     with pytest.raises(InputDataError, match="no observations"):
         _ = opt.best
+    for bad in (0.0, 1.5, -0.2):
+        with pytest.raises(ConfigError, match=f"trust_region.*{bad}"):
+            Optimizer(Forrester().bounds, trust_region=bad)
+
+
+@pytest.mark.parametrize("with_prior", [True, False])
+def test_trust_region_confines_bo_points_around_the_incumbent(with_prior):
+    task = Branin().held_out_tasks(1, seed=0)[0]
+    prior = branin_prior() if with_prior else None
+    opt = run(Optimizer(task.bounds, prior=prior, seed=0, trust_region=0.2, **FAST), task.fn,
+              1 if with_prior else default_n_init(2))
+    for _ in range(3):
+        box = opt.search_bounds()
+        width = task.bounds[1] - task.bounds[0]
+        assert in_bounds(opt.best[0].unsqueeze(0), box)
+        assert bool(((box[1] - box[0]) <= 0.2 * width + 1e-9).all())
+        X = opt.ask()
+        assert in_bounds(X, box)
+        opt.tell(X, task.fn(X))
+    assert opt.history["source"].iloc[-1] == "bo"
+    assert torch.equal(Optimizer(task.bounds).search_bounds(), task.bounds)
 
 
 def test_warm_start_ablation_starts_at_the_zero_shot_point_then_plain_bo():
