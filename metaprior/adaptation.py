@@ -11,6 +11,7 @@ import math
 import torch
 from torch import Tensor
 
+from metaprior import cpu_kernel
 from metaprior.nets import Params, forward, loss_and_grad
 
 ADAM_BETAS = (0.0, 0.999)  # beta1 = 0, as in the Reptile paper's inner Adam
@@ -52,26 +53,20 @@ def adapt_batched(params: Params, X: Tensor, Y: Tensor, mask: Tensor, keys: Tens
     Returns:
         The adapted stacked weights and the `B` full-data losses before adaptation.
     """
-    B, n = Y.shape
-    per_epoch = max(1, math.ceil(n / batch_size))
     maskf = mask.to(X.dtype)
     full_w = maskf / maskf.sum(-1, keepdim=True).clamp(min=1)
+    phi = [p.clone() for p in params]
+    if cpu_kernel.applies(phi, X, batch_size, optimizer):
+        idx, wts = padded_schedule(keys, mask, steps, batch_size)
+        loss0 = cpu_kernel.adapt_sgd_(phi, X, Y, full_w, idx, wts, lr, max_grad_norm)
+        if loss0 is not None:
+            return phi, loss0
     with torch.no_grad():
         loss0 = (full_w * (forward(params, X) - Y).square()).sum(-1)
-    phi = [p.clone() for p in params]
     moments = [torch.zeros_like(p) for p in phi] if optimizer == "adam" else None
-    # Padding sorts last so that every minibatch holds real points first.
-    order = None
-    for step in range(steps):
-        epoch, j = divmod(step, per_epoch)
-        if j == 0:
-            k = keys[epoch].masked_fill(~mask, float("inf"))
-            order = k.argsort(dim=-1)
-        idx = order[:, j * batch_size:(j + 1) * batch_size]
+    for step, (idx, wb) in enumerate(minibatches(keys, mask, steps, batch_size, X.dtype)):
         xb = X.gather(1, idx.unsqueeze(-1).expand(-1, -1, X.shape[-1]))
         yb = Y.gather(1, idx)
-        wb = maskf.gather(1, idx)
-        wb = wb / wb.sum(-1, keepdim=True).clamp(min=1)
         _, grads = loss_and_grad(phi, xb, yb, wb)
         norm = torch.sqrt(sum(g.flatten(1).square().sum(-1) for g in grads))
         scale = (max_grad_norm / (norm + 1e-12)).clamp(max=1.0)
@@ -92,6 +87,41 @@ def adapt_batched(params: Params, X: Tensor, Y: Tensor, mask: Tensor, keys: Tens
                 denom = (v / (1 - b2 ** (step + 1))).sqrt_().add_(ADAM_EPS)
                 p.addcdiv_(g, denom, value=-lr)
     return phi, loss0
+
+
+def minibatches(keys: Tensor, mask: Tensor, steps: int, batch_size: int,
+                dtype: torch.dtype = torch.float32):
+    """Yield each step's `B x m'` point indices and loss weights (`m' <= batch_size`).
+
+    Epoch e visits every task's points in the order of `keys[e]`, padding last, `batch_size`
+    at a time; the weights are the mask over the number of real points in the minibatch.
+    """
+    n = mask.shape[-1]
+    per_epoch = max(1, math.ceil(n / batch_size))
+    maskf = mask.to(dtype)
+    order = None
+    for step in range(steps):
+        epoch, j = divmod(step, per_epoch)
+        if j == 0:
+            # Padding sorts last so that every minibatch holds real points first.
+            order = keys[epoch].masked_fill(~mask, float("inf")).argsort(dim=-1)
+        idx = order[:, j * batch_size:(j + 1) * batch_size]
+        wb = maskf.gather(1, idx)
+        yield idx, wb / wb.sum(-1, keepdim=True).clamp(min=1)
+
+
+def padded_schedule(keys: Tensor, mask: Tensor, steps: int,
+                    batch_size: int) -> tuple[Tensor, Tensor]:
+    """All of `minibatches` as `B x steps x m` indices and weights, short minibatches padded
+    with weight 0 (m = min(batch_size, n))."""
+    m = min(batch_size, mask.shape[-1])
+    B = mask.shape[0]
+    idx = torch.zeros(B, steps, m, dtype=torch.int64, device=mask.device)
+    wts = torch.zeros(B, steps, m, dtype=torch.float32, device=mask.device)
+    for step, (i, w) in enumerate(minibatches(keys, mask, steps, batch_size)):
+        idx[:, step, :i.shape[1]] = i
+        wts[:, step, :i.shape[1]] = w
+    return idx, wts
 
 
 def _per_task(values: Tensor, like: Tensor) -> Tensor:

@@ -10,6 +10,7 @@ os.environ.setdefault("OMP_NUM_THREADS", "1")
 import pytest  # noqa: E402
 import torch  # noqa: E402
 
+from metaprior import cpu_kernel  # noqa: E402
 from metaprior.config import ReptileConfig  # noqa: E402
 from metaprior.meta.reptile import meta_train  # noqa: E402
 from metaprior.tasks import Logistic  # noqa: E402
@@ -24,6 +25,13 @@ def small_config(**changes) -> ReptileConfig:
         outer_optimizer="adam", outer_lr=0.003, checkpoint_every=10,
     )
     return dataclasses.replace(base, **changes)
+
+
+@pytest.fixture(scope="session", autouse=True)
+def compiled_inner_loop():
+    """Build the compiled CPU inner loop once, before any test runs (or kills) a subprocess
+    that would otherwise build it (about 25 s; then every process imports it)."""
+    cpu_kernel.load()
 
 
 @pytest.fixture(scope="session")

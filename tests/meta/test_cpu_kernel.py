@@ -1,0 +1,76 @@
+"""The compiled CPU inner loop computes what the PyTorch inner loop computes."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+from metaprior import cpu_kernel
+from metaprior.adaptation import adapt_batched, n_epochs, order_keys
+from metaprior.nets import init_params
+from metaprior.tasks.family import make_generator
+
+HIDDEN = (32, 32, 32)
+
+
+def random_stacked(B: int, dim: int, seed: int) -> list[torch.Tensor]:
+    g = make_generator(seed, "kernel-nets")
+    per_task = [init_params(dim, HIDDEN, g) for _ in range(B)]
+    return [torch.stack(ps) for ps in zip(*per_task, strict=True)]
+
+
+def problem(dim: int, B: int = 6, n: int = 13, steps: int = 7, batch: int = 5, seed: int = 0):
+    g = make_generator(seed, "kernel-data")
+    params = random_stacked(B, dim, seed)
+    X = torch.rand(B, n, dim, generator=g)
+    Y = 3 * torch.randn(B, n, generator=g)
+    mask = torch.rand(B, n, generator=g) < 0.8
+    mask[:, 0] = True
+    mask[1, 1:] = False  # one real point
+    keys = order_keys(n_epochs(steps, n, batch), B, n, g)
+    return params, X, Y, mask, keys, steps, batch
+
+
+def both_paths(monkeypatch, params, X, Y, mask, keys, steps, batch, lr=0.05, clip=10.0):
+    if cpu_kernel.load() is None:
+        pytest.skip("no C++ toolchain: the compiled inner loop is unavailable")
+    assert cpu_kernel.applies(params, X, batch, "sgd")
+    fast = adapt_batched(params, X, Y, mask, keys, steps, batch, lr, "sgd", clip)
+    monkeypatch.setenv("METAPRIOR_CPU_KERNEL", "0")
+    assert not cpu_kernel.applies(params, X, batch, "sgd")
+    slow = adapt_batched(params, X, Y, mask, keys, steps, batch, lr, "sgd", clip)
+    return fast, slow
+
+
+@pytest.mark.parametrize("dim", [1, 3])
+@pytest.mark.parametrize("clip", [10.0, 0.3])  # 0.3 clips most steps
+def test_compiled_loop_equals_the_pytorch_loop(monkeypatch, dim, clip):
+    params, *rest = problem(dim)
+    before = [p.clone() for p in params]
+    (phi, loss0), (ref, ref_loss0) = both_paths(monkeypatch, params, *rest, clip=clip)
+    torch.testing.assert_close(loss0, ref_loss0, rtol=1e-5, atol=1e-6)
+    for a, b, p in zip(phi, ref, before, strict=True):
+        torch.testing.assert_close(a, b, rtol=1e-4, atol=1e-5)
+        assert not torch.equal(a, p)  # it did adapt
+    assert all(torch.equal(p, q) for p, q in zip(params, before, strict=True))  # not mutated
+
+
+def test_a_task_whose_gradient_overflows_keeps_its_weights(monkeypatch):
+    params, X, Y, mask, keys, steps, batch = problem(2)
+    Y[3] = 1e30  # squared residuals overflow float32
+    (phi, _), (ref, _) = both_paths(monkeypatch, params, X, Y, mask, keys, steps, batch)
+    for a, b, p in zip(phi, ref, params, strict=True):
+        assert torch.equal(a[3], p[3]) and torch.equal(b[3], p[3])
+        torch.testing.assert_close(a, b, rtol=1e-4, atol=1e-5)
+
+
+def test_it_applies_only_to_what_it_was_compiled_for():
+    params, X, *_ = problem(2)
+    assert cpu_kernel.applies(params, X, 10, "sgd") == cpu_kernel.enabled()
+    assert not cpu_kernel.applies(params, X, 10, "adam")
+    assert not cpu_kernel.applies(params, X.double(), 10, "sgd")
+    assert not cpu_kernel.applies(params, X, cpu_kernel.MAX_BATCH + 1, "sgd")
+    other = random_stacked(2, 2, 0)[:4]  # one hidden layer fewer
+    assert not cpu_kernel.applies(other, X, 10, "sgd")
+    wide = torch.rand(2, 5, cpu_kernel.MAX_DIM + 1)
+    assert not cpu_kernel.applies(random_stacked(2, cpu_kernel.MAX_DIM + 1, 0), wide, 10, "sgd")
