@@ -17,8 +17,9 @@ from __future__ import annotations
 import hashlib
 import importlib.util
 import os
+import shutil
 import sys
-import time
+import tempfile
 import warnings
 from pathlib import Path
 
@@ -30,8 +31,6 @@ MAX_DIM = 6
 MAX_BATCH = 64
 SOURCE = Path(__file__).parent / "csrc" / "adapt_cpu.cpp"
 FLAGS = ["-O3", "-march=native", "-ffast-math"]  # see is_finite in the source
-
-STALE_LOCK_S = 600  # a build lock older than this was left by a killed build
 
 _module = None
 _tried = False
@@ -62,24 +61,34 @@ def load():
     name = f"metaprior_adapt_cpu_{build_tag()}"
     directory = build_dir()
     try:
-        _module = _import_built(name, directory)
-        if _module is None:
-            directory.mkdir(parents=True, exist_ok=True)
-            lock = directory / "lock"
-            # torch's build lock stays behind if a build is killed, and every later build
-            # would wait on it forever.
-            if lock.exists() and time.time() - lock.stat().st_mtime > STALE_LOCK_S:
-                lock.unlink(missing_ok=True)
-            _put_ninja_on_path()
-            from torch.utils.cpp_extension import load as load_extension
-
-            _module = load_extension(name, [str(SOURCE)], extra_cflags=FLAGS,
-                                     build_directory=str(directory), verbose=False)
+        _module = _import_built(name, directory) or _build(name, directory)
     except Exception as e:  # no compiler, no ninja, a failed build: the Python path still works
         warnings.warn(f"metaprior: compiled CPU inner loop unavailable, using the PyTorch one "
                       f"({type(e).__name__}: {str(e)[:200]})", RuntimeWarning, stacklevel=3)
         _module = None
     return _module
+
+
+def _build(name: str, directory: Path):
+    """Compile in a private directory, then move the library into the cache atomically.
+
+    torch's own build lock is a file that a killed build leaves behind, and every later build
+    then waits on it forever; private directories need no lock (concurrent first builds each
+    compile, and the last rename wins with an identical file).
+    """
+    _put_ninja_on_path()
+    from torch.utils.cpp_extension import load as load_extension
+
+    directory.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(prefix="build-", dir=directory))
+    try:
+        module = load_extension(name, [str(SOURCE)], extra_cflags=FLAGS,
+                                build_directory=str(tmp), verbose=False)
+        for lib in tmp.glob(f"{name}*.so"):
+            os.replace(lib, directory / lib.name)
+        return module
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
 
 
 def _put_ninja_on_path() -> None:

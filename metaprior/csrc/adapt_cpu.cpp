@@ -5,8 +5,9 @@
 // so they stay in L1/L2) instead of one batched matmul per layer and step over all B tasks.
 // Every loop has compile-time bounds, so the compiler unrolls and vectorises it; each weight is
 // kept in both layouts (W and its transpose) so that every loop runs along a contiguous axis.
-// Tasks are independent: at::parallel_for splits them over torch's intra-op threads, and the
-// result does not depend on the number of threads.
+// Tasks are independent: they are split into equal chunks over torch.get_num_threads() threads
+// (std::thread: at::parallel_for would need this library built against torch's OpenMP), and
+// the result does not depend on the number of threads.
 #include <torch/extension.h>
 #include <ATen/Parallel.h>
 
@@ -14,6 +15,8 @@
 #include <cmath>
 #include <cstdint>
 #include <cstring>
+#include <thread>
+#include <vector>
 
 namespace {
 
@@ -193,7 +196,7 @@ void run(std::vector<torch::Tensor>& params, const torch::Tensor& X, const torch
   const float* Wp = wts.data_ptr<float>();
   const float* Fp = full_w.data_ptr<float>();
   float* Lp = loss0.data_ptr<float>();
-  at::parallel_for(0, B, 1, [&](int64_t lo, int64_t hi) {
+  auto work = [&](int64_t lo, int64_t hi) {
     float* w[8];
     for (int64_t t = lo; t < hi; ++t) {
       for (int k = 0; k < 8; ++k) w[k] = base[k] + t * stride[k];
@@ -201,7 +204,14 @@ void run(std::vector<torch::Tensor>& params, const torch::Tensor& X, const torch
                                 Ip + t * steps * m, Wp + t * steps * m, steps, m,
                                 static_cast<float>(lr), static_cast<float>(max_norm));
     }
-  });
+  };
+  const int64_t threads = std::max<int64_t>(1, std::min<int64_t>(at::get_num_threads(), B));
+  const int64_t chunk = (B + threads - 1) / threads;
+  std::vector<std::thread> pool;
+  for (int64_t k = 1; k < threads; ++k)
+    pool.emplace_back(work, std::min(B, k * chunk), std::min(B, (k + 1) * chunk));
+  work(0, std::min(B, chunk));
+  for (auto& th : pool) th.join();
 }
 
 }  // namespace
