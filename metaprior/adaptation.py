@@ -112,16 +112,22 @@ def minibatches(keys: Tensor, mask: Tensor, steps: int, batch_size: int,
 
 def padded_schedule(keys: Tensor, mask: Tensor, steps: int,
                     batch_size: int) -> tuple[Tensor, Tensor]:
-    """All of `minibatches` as `B x steps x m` indices and weights, short minibatches padded
-    with weight 0 (m = min(batch_size, n))."""
-    m = min(batch_size, mask.shape[-1])
-    B = mask.shape[0]
-    idx = torch.zeros(B, steps, m, dtype=torch.int64, device=mask.device)
-    wts = torch.zeros(B, steps, m, dtype=torch.float32, device=mask.device)
-    for step, (i, w) in enumerate(minibatches(keys, mask, steps, batch_size)):
-        idx[:, step, :i.shape[1]] = i
-        wts[:, step, :i.shape[1]] = w
-    return idx, wts
+    """All of `minibatches` at once as `B x steps x m` indices and float32 weights (m =
+    min(batch_size, n)); a short last minibatch of an epoch is padded with weight 0."""
+    B, n = mask.shape
+    m = min(batch_size, n)
+    per_epoch = max(1, math.ceil(n / batch_size))
+    epochs = math.ceil(steps / per_epoch)
+    order = keys[:epochs].masked_fill(~mask, float("inf")).argsort(dim=-1)  # epochs x B x n
+    real = mask.to(torch.float32).unsqueeze(0).expand(epochs, -1, -1).gather(-1, order)
+    pad = per_epoch * m - n
+    idx, wts = (torch.nn.functional.pad(t, (0, pad)) for t in (order, real))
+
+    def by_step(t: Tensor) -> Tensor:  # epochs x B x (per_epoch m) -> B x steps x m
+        return t.view(epochs, B, per_epoch, m).transpose(0, 1).reshape(B, -1, m)[:, :steps]
+
+    idx, wts = by_step(idx), by_step(wts)
+    return idx.contiguous(), (wts / wts.sum(-1, keepdim=True).clamp(min=1)).contiguous()
 
 
 def _per_task(values: Tensor, like: Tensor) -> Tensor:

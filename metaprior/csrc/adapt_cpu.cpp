@@ -46,7 +46,7 @@ template <int IN, int OUT>
 inline float layer_grad(const float* __restrict__ a, const float* __restrict__ g,
                         float* __restrict__ gW, float* __restrict__ gWT, float* __restrict__ gb,
                         int m) {
-  for (int k = 0; k < IN * OUT; ++k) gW[k] = gWT[k] = 0.f;
+  for (int k = 0; k < IN * OUT; ++k) gW[k] = 0.f;
   for (int o = 0; o < OUT; ++o) gb[o] = 0.f;
   for (int r = 0; r < m; ++r) {
     for (int o = 0; o < OUT; ++o) {
@@ -54,10 +54,15 @@ inline float layer_grad(const float* __restrict__ a, const float* __restrict__ g
       gb[o] += go;
       for (int i = 0; i < IN; ++i) gW[o * IN + i] += go * a[r * IN + i];
     }
-    for (int i = 0; i < IN; ++i) {
+  }
+  for (int i = 0; i < IN; ++i) {  // the transpose, summed over the points in registers
+    float acc[OUT];
+    for (int o = 0; o < OUT; ++o) acc[o] = 0.f;
+    for (int r = 0; r < m; ++r) {
       const float ai = a[r * IN + i];
-      for (int o = 0; o < OUT; ++o) gWT[i * OUT + o] += ai * g[r * OUT + o];
+      for (int o = 0; o < OUT; ++o) acc[o] += ai * g[r * OUT + o];
     }
+    for (int o = 0; o < OUT; ++o) gWT[i * OUT + o] = acc[o];
   }
   float sq = 0.f;
   for (int k = 0; k < IN * OUT; ++k) sq += gW[k] * gW[k];
