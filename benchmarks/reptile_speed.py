@@ -13,7 +13,8 @@ statistics that `meta_train` estimates). It costs the same as raw units.
 Every run spends the same number of task adaptations (default 1000: one outer step at
 B=1000), is timed over its outer steps only, and is then scored on held-out tasks (K = 1..10,
 32 tasks, meta-init adapted with the seed's 32 steps). Batched runs use the seed's outer SGD
-step (eps 0.1, and 1.0 at B >= 100) and, for B >= 10, our default outer optimiser, Adam.
+step (eps 0.1, and 1.0 at B >= 100) and, for B >= 10, our default outer optimiser, Adam; each
+with the PyTorch inner loop and with the compiled CPU one (`metaprior.cpu_kernel`).
 
     OMP_NUM_THREADS=1 .venv/bin/python -m benchmarks.reptile_speed          # about 3 minutes
     OMP_NUM_THREADS=1 .venv/bin/python -m benchmarks.reptile_speed --quick  # seconds
@@ -23,6 +24,7 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
+import itertools
 import math
 import os
 import platform
@@ -35,6 +37,7 @@ import pandas as pd  # noqa: E402
 import torch  # noqa: E402
 from torch import nn  # noqa: E402
 
+from metaprior import cpu_kernel  # noqa: E402
 from metaprior.config import ReptileConfig  # noqa: E402
 from metaprior.meta.evaluate import evaluate_few_shot  # noqa: E402
 from metaprior.meta.reptile import meta_train, output_stats  # noqa: E402
@@ -46,6 +49,9 @@ SEED_EPOCHS = 5  # the seed's "inner batch size": epochs over a task's points
 # Outer Adam step size for the extra rows: among 0.01-0.1 at B=100 and 1,000 adaptations, 0.05
 # and 0.1 reached the lowest held-out MSE (0.08-0.10); larger B gets too few steps to care.
 ADAM_OUTER_LR = 0.1
+# Inner-loop implementations: `meta_train`'s PyTorch loop and the compiled CPU loop
+# (`metaprior.cpu_kernel`), which `meta_train` uses by default where it applies.
+PATHS = ("pytorch", "compiled")
 
 
 # ---- the sequential reference -------------------------------------------------------------
@@ -115,7 +121,8 @@ def few_shot_scores(prior: MetaPrior, shots, n_tasks: int) -> dict:
 
 
 def run(adaptations: int, batch_sizes: list[int], extra_lr: float, shots, n_tasks: int,
-        seed: int, threads: int = 1, adam_lr: float = ADAM_OUTER_LR) -> pd.DataFrame:
+        seed: int, threads: int = 1, adam_lr: float = ADAM_OUTER_LR,
+        paths: tuple[str, ...] = PATHS) -> pd.DataFrame:
     family = Logistic()
     base = ReptileConfig.seed()  # B=1, 100-point grid, 50 SGD steps at 0.02, eps 0.1 annealed
     y_mean, y_std = output_stats(family, base.points_per_task, seed)
@@ -136,22 +143,27 @@ def run(adaptations: int, batch_sizes: list[int], extra_lr: float, shots, n_task
     runs = [(B, "sgd", base.outer_lr) for B in batch_sizes]
     runs += [(B, "sgd", extra_lr) for B in batch_sizes if B >= 100 and extra_lr]
     runs += [(B, "adam", adam_lr) for B in batch_sizes if B >= 10 and adam_lr]
-    for B, outer, lr in runs:
+    if "compiled" in paths and cpu_kernel.load() is None:
+        print("  the compiled inner loop is unavailable: PyTorch path only", flush=True)
+        paths = tuple(p for p in paths if p != "compiled")
+    for (B, outer, lr), path in itertools.product(runs, paths):
         steps = max(1, adaptations // B)
         cfg = dataclasses.replace(base, tasks_per_step=B, outer_steps=steps, outer_lr=lr,
                                   outer_optimizer=outer)
+        os.environ["METAPRIOR_CPU_KERNEL"] = "1" if path == "compiled" else "0"
         c0 = time.process_time()
         torch.set_num_threads(threads)  # the batched trainer's bmm can use both cores
         prior = meta_train(family, cfg, seed=seed, progress=False)
         torch.set_num_threads(1)
         cpu = time.process_time() - c0  # includes the family statistics: milliseconds
         seconds = prior.stats["seconds"]  # wall-clock of the outer steps only
-        rows.append({"method": f"batched meta_train ({threads} thr)", "B": B, "outer": outer,
-                     "outer_lr": lr,
-                     "outer_steps": steps, "task_adaptations": steps * B, "seconds": seconds,
-                     "cpu_seconds": cpu, **few_shot_scores(prior, shots, n_tasks)})
-        print(f"  batched B={B} {outer} {lr}: {steps * B} adaptations in {seconds:.1f} s",
+        rows.append({"method": f"batched {path} ({threads} thr)", "B": B, "outer": outer,
+                     "outer_lr": lr, "outer_steps": steps, "task_adaptations": steps * B,
+                     "seconds": seconds, "cpu_seconds": cpu,
+                     **few_shot_scores(prior, shots, n_tasks)})
+        print(f"  batched {path} B={B} {outer} {lr}: {steps * B} adaptations in {seconds:.1f} s",
               flush=True)
+    os.environ.pop("METAPRIOR_CPU_KERNEL", None)
 
     df = pd.DataFrame(rows)
     # On a shared machine wall-clock time includes waiting for a core; one thread's CPU time
