@@ -106,10 +106,12 @@ inline void transpose(const float* __restrict__ W, float* __restrict__ WT) {
 
 // All `steps` SGD steps of one task, in place on its weights (pointers into the stacked tensors).
 // Returns the task's loss on all n points (weights full_w) before the first step.
-template <int D, int H>
+// M > 0 fixes the minibatch size at compile time (the loops over points unroll); M = 0 reads m.
+template <int D, int H, int M>
 float adapt_task(float* const* w, const float* X, const float* Y, const float* full_w, int64_t n,
-                 const int64_t* idx, const float* wts, int64_t steps, int m, float lr,
+                 const int64_t* idx, const float* wts, int64_t steps, int m_runtime, float lr,
                  float max_norm) {
+  const int m = M > 0 ? M : m_runtime;
   alignas(64) float W0[H * D], W0T[D * H], W1[H * H], W1T[H * H], W2[H * H], W2T[H * H], W3[H];
   alignas(64) float b0[H], b1[H], b2[H], b3[1];
   alignas(64) float gW0[H * D], gW0T[D * H], gW1[H * H], gW1T[H * H], gW2[H * H], gW2T[H * H];
@@ -205,9 +207,11 @@ void run(std::vector<torch::Tensor>& params, const torch::Tensor& X, const torch
     float* w[8];
     for (int64_t t = lo; t < hi; ++t) {
       for (int k = 0; k < 8; ++k) w[k] = base[k] + t * stride[k];
-      Lp[t] = adapt_task<D, 32>(w, Xp + t * n * D, Yp + t * n, Fp + t * n, n,
-                                Ip + t * steps * m, Wp + t * steps * m, steps, m,
-                                static_cast<float>(lr), static_cast<float>(max_norm));
+      // The default minibatch of 10 points gets its own unrolled copy.
+      auto task = m == 10 ? adapt_task<D, 32, 10> : adapt_task<D, 32, 0>;
+      Lp[t] = task(w, Xp + t * n * D, Yp + t * n, Fp + t * n, n, Ip + t * steps * m,
+                   Wp + t * steps * m, steps, m, static_cast<float>(lr),
+                   static_cast<float>(max_norm));
     }
   };
   const int64_t threads = std::max<int64_t>(1, std::min<int64_t>(at::get_num_threads(), B));

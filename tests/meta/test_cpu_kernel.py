@@ -20,6 +20,7 @@ def random_stacked(B: int, dim: int, seed: int) -> list[torch.Tensor]:
 
 
 def problem(dim: int, B: int = 6, n: int = 13, steps: int = 7, batch: int = 5, seed: int = 0):
+    """Random networks and data; n not a multiple of batch, so epochs end on a short batch."""
     g = make_generator(seed, "kernel-data")
     params = random_stacked(B, dim, seed)
     X = torch.rand(B, n, dim, generator=g)
@@ -42,10 +43,11 @@ def both_paths(monkeypatch, params, X, Y, mask, keys, steps, batch, lr=0.05, cli
     return fast, slow
 
 
-@pytest.mark.parametrize("dim", [1, 3])
+@pytest.mark.parametrize(("dim", "n", "batch"), [(1, 13, 5), (3, 13, 5), (2, 23, 10)])
 @pytest.mark.parametrize("clip", [10.0, 0.3])  # 0.3 clips most steps
-def test_compiled_loop_equals_the_pytorch_loop(monkeypatch, dim, clip):
-    params, *rest = problem(dim)
+def test_compiled_loop_equals_the_pytorch_loop(monkeypatch, dim, n, batch, clip):
+    # batch 10 is the size the compiled loop unrolls; others take its general path
+    params, *rest = problem(dim, n=n, steps=9, batch=batch)
     before = [p.clone() for p in params]
     (phi, loss0), (ref, ref_loss0) = both_paths(monkeypatch, params, *rest, clip=clip)
     torch.testing.assert_close(loss0, ref_loss0, rtol=1e-5, atol=1e-6)
