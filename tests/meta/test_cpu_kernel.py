@@ -6,7 +6,7 @@ import pytest
 import torch
 
 from metaprior import cpu_kernel
-from metaprior.adaptation import adapt_batched, n_epochs, order_keys
+from metaprior.adaptation import adapt_batched, minibatches, n_epochs, order_keys, padded_schedule
 from metaprior.nets import init_params
 from metaprior.tasks.family import make_generator
 
@@ -76,3 +76,15 @@ def test_it_applies_only_to_what_it_was_compiled_for():
     assert not cpu_kernel.applies(other, X, 10, "sgd")
     wide = torch.rand(2, 5, cpu_kernel.MAX_DIM + 1)
     assert not cpu_kernel.applies(random_stacked(2, cpu_kernel.MAX_DIM + 1, 0), wide, 10, "sgd")
+
+
+@pytest.mark.parametrize(("n", "batch", "steps"), [(13, 5, 7), (3, 10, 9), (20, 10, 4)])
+def test_padded_schedule_is_the_minibatch_sequence_padded(n, batch, steps):
+    *_, mask, keys, _, _ = problem(2, B=4, n=n, steps=steps, batch=batch)
+    idx, wts = padded_schedule(keys, mask, steps, batch)
+    assert idx.shape == wts.shape == (4, steps, min(batch, n))
+    for step, (i, w) in enumerate(minibatches(keys, mask, steps, batch)):
+        k = i.shape[1]
+        assert torch.equal(idx[:, step, :k], i)
+        assert torch.equal(wts[:, step, :k], w)
+        assert (wts[:, step, k:] == 0).all()
