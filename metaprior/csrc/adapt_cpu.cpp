@@ -22,6 +22,27 @@ namespace {
 
 constexpr int kMaxBatch = 64;  // points per minibatch (metaprior.cpu_kernel.MAX_BATCH)
 
+// tanh as the ratio of an odd degree-13 and an even degree-6 polynomial on [-7.9, 7.9] (the
+// minimax coefficients Eigen uses for its float tanh); clamped outside, where tanh is 1 to
+// float precision. Max abs error 3.4e-7 against tanh in float64 (checked on a 2e6-point grid),
+// and only multiply-adds and one division, so it vectorises without a call to exp.
+inline float tanh_rational(float x) {
+  const float c = std::min(std::max(x, -7.90531110763549805f), 7.90531110763549805f);
+  const float x2 = c * c;
+  float p = -2.76076847742355e-16f;
+  p = p * x2 + 2.00018790482477e-13f;
+  p = p * x2 - 8.60467152213735e-11f;
+  p = p * x2 + 5.12229709037114e-08f;
+  p = p * x2 + 1.48572235717979e-05f;
+  p = p * x2 + 6.37261928875436e-04f;
+  p = p * x2 + 4.89352455891786e-03f;
+  float q = 1.19825839466702e-06f;
+  q = q * x2 + 1.18534705686654e-04f;
+  q = q * x2 + 2.26843463243900e-03f;
+  q = q * x2 + 4.89352518554385e-03f;
+  return c * p / q;
+}
+
 // h = act(a W^T + b) for m rows; a: m x IN, WT: IN x OUT, h: m x OUT.
 template <int IN, int OUT, bool TANH>
 inline void forward_layer(const float* __restrict__ a, const float* __restrict__ WT,
@@ -34,7 +55,7 @@ inline void forward_layer(const float* __restrict__ a, const float* __restrict__
       for (int o = 0; o < OUT; ++o) acc[o] += ai * WT[i * OUT + o];
     }
     if (TANH) {
-      for (int o = 0; o < OUT; ++o) acc[o] = 1.f - 2.f / (std::exp(2.f * acc[o]) + 1.f);
+      for (int o = 0; o < OUT; ++o) acc[o] = tanh_rational(acc[o]);
     }
     for (int o = 0; o < OUT; ++o) h[r * OUT + o] = acc[o];
   }
@@ -46,14 +67,22 @@ template <int IN, int OUT>
 inline float layer_grad(const float* __restrict__ a, const float* __restrict__ g,
                         float* __restrict__ gW, float* __restrict__ gWT, float* __restrict__ gb,
                         int m) {
-  for (int k = 0; k < IN * OUT; ++k) gW[k] = 0.f;
-  for (int o = 0; o < OUT; ++o) gb[o] = 0.f;
-  for (int r = 0; r < m; ++r) {
-    for (int o = 0; o < OUT; ++o) {
+  float sq = 0.f;
+  for (int o = 0; o < OUT; ++o) {  // summed over the points in registers too
+    float acc[IN];
+    for (int i = 0; i < IN; ++i) acc[i] = 0.f;
+    float bacc = 0.f;
+    for (int r = 0; r < m; ++r) {
       const float go = g[r * OUT + o];
-      gb[o] += go;
-      for (int i = 0; i < IN; ++i) gW[o * IN + i] += go * a[r * IN + i];
+      bacc += go;
+      for (int i = 0; i < IN; ++i) acc[i] += go * a[r * IN + i];
     }
+    for (int i = 0; i < IN; ++i) {
+      gW[o * IN + i] = acc[i];
+      sq += acc[i] * acc[i];
+    }
+    gb[o] = bacc;
+    sq += bacc * bacc;
   }
   for (int i = 0; i < IN; ++i) {  // the transpose, summed over the points in registers
     float acc[OUT];
@@ -64,9 +93,6 @@ inline float layer_grad(const float* __restrict__ a, const float* __restrict__ g
     }
     for (int o = 0; o < OUT; ++o) gWT[i * OUT + o] = acc[o];
   }
-  float sq = 0.f;
-  for (int k = 0; k < IN * OUT; ++k) sq += gW[k] * gW[k];
-  for (int o = 0; o < OUT; ++o) sq += gb[o] * gb[o];
   return sq;
 }
 
