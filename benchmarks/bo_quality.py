@@ -35,12 +35,12 @@ import torch  # noqa: E402
 from linear_operator.utils.warnings import NumericalWarning  # noqa: E402
 
 import metaprior as mp  # noqa: E402
+from benchmarks.methods import TRUST_REGION  # noqa: E402
 from metaprior.tasks import Branin, Forrester, TaskFamily  # noqa: E402
 
 RESULTS = Path(__file__).parent / "results" / "bo_quality.csv"
 # Method name -> (uses the prior, Optimizer keywords). "none" is uninformed BO; "+tr" restricts
-# each BO step to a trust region of side 0.2 around the incumbent (`Optimizer(trust_region=)`).
-TRUST_REGION = 0.2
+# each BO step to the standard run's trust region around the incumbent (`Optimizer(trust_region=)`).
 METHODS = {
     "none": (False, {}),
     "mean": (True, {"mode": "mean"}),

@@ -204,7 +204,8 @@ def main(argv=None) -> pd.DataFrame:
     df.to_csv(args.out, index=False)
     ks = f"K={min(shots)}..{max(shots)}"
     view = pd.DataFrame({
-        "method": df.method, "B": df.B, "outer": df.outer, "lr": df.outer_lr, "outer steps": df.outer_steps,
+        "method": df.method, "B": df.B, "outer": df.outer, "lr": df.outer_lr,
+        "outer steps": df.outer_steps,
         "adaptations": df.task_adaptations, "wall s": df.seconds.round(2),
         "cpu s": df.cpu_seconds.round(2), "adapt/wall s": df.adaptations_per_s.round(1),
         "adapt/cpu s": df.adaptations_per_cpu_s.round(1), "x seq (cpu)": df.speedup.round(1),

@@ -56,15 +56,16 @@ def adapt_batched(params: Params, X: Tensor, Y: Tensor, mask: Tensor, keys: Tens
     maskf = mask.to(X.dtype)
     full_w = maskf / maskf.sum(-1, keepdim=True).clamp(min=1)
     phi = [p.clone() for p in params]
+    idx_all, w_all = padded_schedule(keys, mask, steps, batch_size, X.dtype)
     if cpu_kernel.applies(phi, X, batch_size, optimizer):
-        idx, wts = padded_schedule(keys, mask, steps, batch_size)
-        loss0 = cpu_kernel.adapt_sgd_(phi, X, Y, full_w, idx, wts, lr, max_grad_norm)
+        loss0 = cpu_kernel.adapt_sgd_(phi, X, Y, full_w, idx_all, w_all, lr, max_grad_norm)
         if loss0 is not None:
             return phi, loss0
     with torch.no_grad():
         loss0 = (full_w * (forward(params, X) - Y).square()).sum(-1)
     moments = [torch.zeros_like(p) for p in phi] if optimizer == "adam" else None
-    for step, (idx, wb) in enumerate(minibatches(keys, mask, steps, batch_size, X.dtype)):
+    for step in range(steps):
+        idx, wb = idx_all[:, step], w_all[:, step]
         xb = X.gather(1, idx.unsqueeze(-1).expand(-1, -1, X.shape[-1]))
         yb = Y.gather(1, idx)
         _, grads = loss_and_grad(phi, xb, yb, wb)
@@ -89,37 +90,21 @@ def adapt_batched(params: Params, X: Tensor, Y: Tensor, mask: Tensor, keys: Tens
     return phi, loss0
 
 
-def minibatches(keys: Tensor, mask: Tensor, steps: int, batch_size: int,
-                dtype: torch.dtype = torch.float32):
-    """Yield each step's `B x m'` point indices and loss weights (`m' <= batch_size`).
+def padded_schedule(keys: Tensor, mask: Tensor, steps: int, batch_size: int,
+                    dtype: torch.dtype = torch.float32) -> tuple[Tensor, Tensor]:
+    """Every step's minibatch: `B x steps x m` point indices and loss weights, m = min(batch, n).
 
-    Epoch e visits every task's points in the order of `keys[e]`, padding last, `batch_size`
-    at a time; the weights are the mask over the number of real points in the minibatch.
+    Epoch e visits every task's points in the order of `keys[e]`, padding last (so every
+    minibatch holds real points first), `batch_size` at a time. The weights are the mask over
+    the number of real points in the minibatch; the short last minibatch of an epoch is padded
+    with weight 0, which adds exact zeros to every sum.
     """
-    n = mask.shape[-1]
-    per_epoch = max(1, math.ceil(n / batch_size))
-    maskf = mask.to(dtype)
-    order = None
-    for step in range(steps):
-        epoch, j = divmod(step, per_epoch)
-        if j == 0:
-            # Padding sorts last so that every minibatch holds real points first.
-            order = keys[epoch].masked_fill(~mask, float("inf")).argsort(dim=-1)
-        idx = order[:, j * batch_size:(j + 1) * batch_size]
-        wb = maskf.gather(1, idx)
-        yield idx, wb / wb.sum(-1, keepdim=True).clamp(min=1)
-
-
-def padded_schedule(keys: Tensor, mask: Tensor, steps: int,
-                    batch_size: int) -> tuple[Tensor, Tensor]:
-    """All of `minibatches` at once as `B x steps x m` indices and float32 weights (m =
-    min(batch_size, n)); a short last minibatch of an epoch is padded with weight 0."""
     B, n = mask.shape
     m = min(batch_size, n)
     per_epoch = max(1, math.ceil(n / batch_size))
     epochs = math.ceil(steps / per_epoch)
     order = keys[:epochs].masked_fill(~mask, float("inf")).argsort(dim=-1)  # epochs x B x n
-    real = mask.to(torch.float32).unsqueeze(0).expand(epochs, -1, -1).gather(-1, order)
+    real = mask.to(dtype).unsqueeze(0).expand(epochs, -1, -1).gather(-1, order)
     pad = per_epoch * m - n
     idx, wts = (torch.nn.functional.pad(t, (0, pad)) for t in (order, real))
 

@@ -6,7 +6,7 @@ import pytest
 import torch
 
 from metaprior import cpu_kernel
-from metaprior.adaptation import adapt_batched, minibatches, n_epochs, order_keys, padded_schedule
+from metaprior.adaptation import adapt_batched, n_epochs, order_keys, padded_schedule
 from metaprior.nets import init_params
 from metaprior.tasks.family import make_generator
 
@@ -79,12 +79,23 @@ def test_it_applies_only_to_what_it_was_compiled_for():
 
 
 @pytest.mark.parametrize(("n", "batch", "steps"), [(13, 5, 7), (3, 10, 9), (20, 10, 4)])
-def test_padded_schedule_is_the_minibatch_sequence_padded(n, batch, steps):
+def test_padded_schedule_walks_each_epoch_in_key_order(n, batch, steps):
     *_, mask, keys, _, _ = problem(2, B=4, n=n, steps=steps, batch=batch)
     idx, wts = padded_schedule(keys, mask, steps, batch)
     assert idx.shape == wts.shape == (4, steps, min(batch, n))
-    for step, (i, w) in enumerate(minibatches(keys, mask, steps, batch)):
-        k = i.shape[1]
-        assert torch.equal(idx[:, step, :k], i)
-        assert torch.equal(wts[:, step, :k], w)
+    per_epoch = -(-n // batch)
+    for step in range(steps):
+        epoch, j = divmod(step, per_epoch)
+        # the spec, step by step: real points in key order, then padding, batch at a time
+        order = keys[epoch].masked_fill(~mask, float("inf")).argsort(-1)
+        want = order[:, j * batch:(j + 1) * batch]
+        real = mask.float().gather(1, want)
+        k = want.shape[1]
+        assert torch.equal(idx[:, step, :k], want)
+        assert torch.equal(wts[:, step, :k], real / real.sum(-1, keepdim=True).clamp(min=1))
         assert (wts[:, step, k:] == 0).all()
+    # one full epoch weights every real point of every task exactly once (by 1 / its batch size)
+    if steps >= per_epoch:
+        hits = torch.zeros(mask.shape).scatter_add_(
+            1, idx[:, :per_epoch].flatten(1), (wts[:, :per_epoch] > 0).float().flatten(1))
+        assert torch.equal(hits, mask.float())
