@@ -184,13 +184,17 @@ def main(argv=None) -> pd.DataFrame:
     parser.add_argument("--threads", type=int, default=1,
                         help="torch threads for the batched trainer (the reference uses 1: "
                              "a tiny nn.Module gains nothing from more); compare wall time")
+    parser.add_argument("--batch-sizes", type=int, nargs="+", default=None,
+                        help="tasks per outer step (default 1 10 100 1000; 1 10 100 with --quick)")
+    parser.add_argument("--paths", nargs="+", choices=PATHS, default=list(PATHS),
+                        help="inner loops to run the batched trainer with")
     parser.add_argument("--out", type=Path, default=RESULTS)
     args = parser.parse_args(argv)
     torch.set_num_threads(1)
 
     quick = args.quick
     adaptations = args.adaptations or (100 if quick else 1000)
-    batch_sizes = [1, 10, 100] if quick else [1, 10, 100, 1000]
+    batch_sizes = args.batch_sizes or ([1, 10, 100] if quick else [1, 10, 100, 1000])
     shots = range(1, 4) if quick else range(1, 11)
     n_tasks = 8 if quick else 32
     print(f"Reptile speed, Logistic, seed's table (50 inner SGD steps, 100 grid points), "
@@ -198,7 +202,7 @@ def main(argv=None) -> pd.DataFrame:
           f"{torch.get_num_threads()} thread, {platform.processor() or platform.machine()}",
           flush=True)
     df = run(adaptations, batch_sizes, extra_lr=1.0, shots=shots, n_tasks=n_tasks,
-             seed=args.seed, threads=args.threads)
+             seed=args.seed, threads=args.threads, paths=tuple(args.paths))
 
     args.out.parent.mkdir(parents=True, exist_ok=True)
     df.to_csv(args.out, index=False)

@@ -1,12 +1,14 @@
 """A compiled CPU inner loop for the default network, used by `adapt_batched` when it applies.
 
 On CPU the batched inner loop spends most of its time in `bmm` of tiny matrices (10 x 32 x 32),
-which run far below the core's speed. `csrc/adapt_cpu.cpp` instead runs each task's whole
-inner loop with its weights in cache, with loops the compiler unrolls for the default
-architecture (d -> 32 -> 32 -> 32 -> 1, d <= 6), SGD, float32 and minibatches of at most 64
-points. It is built on first use with `torch.utils.cpp_extension` (a C++ compiler and ninja) into
-`~/.cache/metaprior` (or `$METAPRIOR_CACHE`), then imported from there, and computes the same
-steps as the Python path to about 1e-7 (its tanh is a rational approximation, max error 3.4e-7).
+which run far below the core's speed. `csrc/adapt_cpu.cpp` instead interleaves 16 tasks across
+the lanes of a SIMD vector, so each multiply-add of the per-task algorithm is one vector
+instruction for 16 tasks, and runs a group's whole inner loop with its weights in the core's L2,
+for the default architecture (d -> 32 -> 32 -> 32 -> 1, d <= 6), SGD, float32 and minibatches
+of at most 64 points. It is built on first use with `torch.utils.cpp_extension` (a C++ compiler
+and ninja) into `~/.cache/metaprior` (or `$METAPRIOR_CACHE`), then imported from there, and
+computes the same steps as the Python path to about 1e-7 (its tanh is a rational
+approximation, max error 3.4e-7).
 
 If anything is missing, the build fails or `METAPRIOR_CPU_KERNEL=0` is set, `adapt_batched`
 uses the Python path; a failed build warns once.

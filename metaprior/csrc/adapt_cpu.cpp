@@ -1,251 +1,306 @@
 // The inner loop of batched Reptile for one architecture, compiled for the CPU it runs on.
 //
 // Network: d inputs -> H -> H -> H -> 1 with tanh, weights `W_l: out x in` as in metaprior.nets.
-// Each task runs all of its SGD steps with its weights held in local arrays (a few tens of KB,
-// so they stay in L1/L2) instead of one batched matmul per layer and step over all B tasks.
-// Every loop has compile-time bounds, so the compiler unrolls and vectorises it; each weight is
-// kept in both layouts (W and its transpose) so that every loop runs along a contiguous axis.
-// Tasks are independent: they are split into equal chunks over torch.get_num_threads() threads
-// (std::thread: at::parallel_for would need this library built against torch's OpenMP), and
-// the result does not depend on the number of threads.
+// Tasks are interleaved across the lanes of a SIMD vector: `vf` holds one number of each of
+// kLanes tasks, so every multiply-add of the per-task algorithm is one vector instruction for
+// kLanes tasks, with no reductions across lanes, no transposes and no shuffles. A group of
+// kLanes tasks runs all of its SGD steps with its weights, gradients and activations in the
+// core's L2 (about 0.5 MB). The matrix loops are tiled (kRows points x 4 units), so each weight
+// or activation loaded from cache feeds several multiply-adds held in registers.
+// Groups are independent: they are split into equal chunks over torch.get_num_threads()
+// threads (std::thread: at::parallel_for would need this library built against torch's
+// OpenMP), and the result does not depend on the number of threads.
 #include <torch/extension.h>
 #include <ATen/Parallel.h>
 
 #include <algorithm>
 #include <cmath>
 #include <cstdint>
-#include <cstring>
+#include <memory>
 #include <thread>
 #include <vector>
 
 namespace {
 
+constexpr int kLanes = 16;     // tasks per vector: one AVX-512 register of floats
 constexpr int kMaxBatch = 64;  // points per minibatch (metaprior.cpu_kernel.MAX_BATCH)
+constexpr int kRows = 5;       // points per register tile; minibatches are padded to a multiple
+constexpr int kRowCap = (kMaxBatch + kRows - 1) / kRows * kRows;  // rows of the buffers
+constexpr int kHidden = 32;
+
+typedef float vf __attribute__((vector_size(kLanes * sizeof(float))));
+typedef std::int32_t vi __attribute__((vector_size(kLanes * sizeof(std::int32_t))));
+
+inline vf splat(float v) { return vf{} + v; }
 
 // tanh as the ratio of an odd degree-13 and an even degree-6 polynomial on [-7.9, 7.9] (the
 // minimax coefficients Eigen uses for its float tanh); clamped outside, where tanh is 1 to
 // float precision. Max abs error 3.4e-7 against tanh in float64 (checked on a 2e6-point grid),
 // and only multiply-adds and one division, so it vectorises without a call to exp.
-inline float tanh_rational(float x) {
-  const float c = std::min(std::max(x, -7.90531110763549805f), 7.90531110763549805f);
-  const float x2 = c * c;
-  float p = -2.76076847742355e-16f;
+inline vf tanh_rational(vf x) {
+  const vf hi = splat(7.90531110763549805f);
+  vf c = x < hi ? x : hi;
+  c = c > -hi ? c : -hi;
+  const vf x2 = c * c;
+  vf p = splat(-2.76076847742355e-16f);
   p = p * x2 + 2.00018790482477e-13f;
   p = p * x2 - 8.60467152213735e-11f;
   p = p * x2 + 5.12229709037114e-08f;
   p = p * x2 + 1.48572235717979e-05f;
   p = p * x2 + 6.37261928875436e-04f;
   p = p * x2 + 4.89352455891786e-03f;
-  float q = 1.19825839466702e-06f;
+  vf q = splat(1.19825839466702e-06f);
   q = q * x2 + 1.18534705686654e-04f;
   q = q * x2 + 2.26843463243900e-03f;
   q = q * x2 + 4.89352518554385e-03f;
   return c * p / q;
 }
 
-// h = act(a W^T + b) for m rows; a: m x IN, WT: IN x OUT, h: m x OUT.
+// A tile width that divides n: 4 where it can, else the largest of 3, 2, 1.
+constexpr int tile(int n) { return n % 4 == 0 ? 4 : n % 3 == 0 ? 3 : n % 2 == 0 ? 2 : 1; }
+
+// h = act(a W^T + b) for m rows (a multiple of kRows); a: m x IN, W: OUT x IN, h: m x OUT.
 template <int IN, int OUT, bool TANH>
-inline void forward_layer(const float* __restrict__ a, const float* __restrict__ WT,
-                          const float* __restrict__ b, float* __restrict__ h, int m) {
-  for (int r = 0; r < m; ++r) {
-    float acc[OUT];
-    for (int o = 0; o < OUT; ++o) acc[o] = b[o];
-    for (int i = 0; i < IN; ++i) {
-      const float ai = a[r * IN + i];
-      for (int o = 0; o < OUT; ++o) acc[o] += ai * WT[i * OUT + o];
+inline void forward_layer(const vf* __restrict__ a, const vf* __restrict__ W,
+                          const vf* __restrict__ b, vf* __restrict__ h, int m) {
+  constexpr int OB = tile(OUT);
+  for (int r0 = 0; r0 < m; r0 += kRows) {
+    for (int o0 = 0; o0 < OUT; o0 += OB) {
+      vf acc[kRows][OB];
+      for (int r = 0; r < kRows; ++r)
+        for (int k = 0; k < OB; ++k) acc[r][k] = b[o0 + k];
+      for (int i = 0; i < IN; ++i) {
+        vf w[OB];
+        for (int k = 0; k < OB; ++k) w[k] = W[(o0 + k) * IN + i];
+        for (int r = 0; r < kRows; ++r) {
+          const vf ai = a[(r0 + r) * IN + i];
+          for (int k = 0; k < OB; ++k) acc[r][k] += ai * w[k];
+        }
+      }
+      for (int r = 0; r < kRows; ++r)
+        for (int k = 0; k < OB; ++k)
+          h[(r0 + r) * OUT + o0 + k] = TANH ? tanh_rational(acc[r][k]) : acc[r][k];
     }
-    if (TANH) {
-      for (int o = 0; o < OUT; ++o) acc[o] = tanh_rational(acc[o]);
-    }
-    for (int o = 0; o < OUT; ++o) h[r * OUT + o] = acc[o];
   }
 }
 
-// Gradient of one layer from its input a (m x IN) and output delta g (m x OUT), in both
-// layouts; returns its squared norm.
+// Gradient of one layer from its input a (m x IN) and output delta g (m x OUT); returns its
+// squared norm, per lane.
 template <int IN, int OUT>
-inline float layer_grad(const float* __restrict__ a, const float* __restrict__ g,
-                        float* __restrict__ gW, float* __restrict__ gWT, float* __restrict__ gb,
-                        int m) {
-  float sq = 0.f;
-  for (int o = 0; o < OUT; ++o) {  // summed over the points in registers too
-    float acc[IN];
-    for (int i = 0; i < IN; ++i) acc[i] = 0.f;
-    float bacc = 0.f;
-    for (int r = 0; r < m; ++r) {
-      const float go = g[r * OUT + o];
-      bacc += go;
-      for (int i = 0; i < IN; ++i) acc[i] += go * a[r * IN + i];
-    }
-    for (int i = 0; i < IN; ++i) {
-      gW[o * IN + i] = acc[i];
-      sq += acc[i] * acc[i];
-    }
-    gb[o] = bacc;
-    sq += bacc * bacc;
+inline vf layer_grad(const vf* __restrict__ a, const vf* __restrict__ g, vf* __restrict__ gW,
+                     vf* __restrict__ gb, int m) {
+  constexpr int OB = tile(OUT), IB = tile(IN);
+  vf sq = splat(0.f);
+  for (int o = 0; o < OUT; ++o) {
+    vf s = splat(0.f);
+    for (int r = 0; r < m; ++r) s += g[r * OUT + o];
+    gb[o] = s;
+    sq += s * s;
   }
-  for (int i = 0; i < IN; ++i) {  // the transpose, summed over the points in registers
-    float acc[OUT];
-    for (int o = 0; o < OUT; ++o) acc[o] = 0.f;
-    for (int r = 0; r < m; ++r) {
-      const float ai = a[r * IN + i];
-      for (int o = 0; o < OUT; ++o) acc[o] += ai * g[r * OUT + o];
+  for (int o0 = 0; o0 < OUT; o0 += OB) {
+    for (int i0 = 0; i0 < IN; i0 += IB) {
+      vf acc[OB][IB];
+      for (int k = 0; k < OB; ++k)
+        for (int j = 0; j < IB; ++j) acc[k][j] = splat(0.f);
+      for (int r = 0; r < m; ++r) {
+        vf gk[OB], aj[IB];
+        for (int k = 0; k < OB; ++k) gk[k] = g[r * OUT + o0 + k];
+        for (int j = 0; j < IB; ++j) aj[j] = a[r * IN + i0 + j];
+        for (int k = 0; k < OB; ++k)
+          for (int j = 0; j < IB; ++j) acc[k][j] += gk[k] * aj[j];
+      }
+      for (int k = 0; k < OB; ++k)
+        for (int j = 0; j < IB; ++j) {
+          gW[(o0 + k) * IN + i0 + j] = acc[k][j];
+          sq += acc[k][j] * acc[k][j];
+        }
     }
-    for (int o = 0; o < OUT; ++o) gWT[i * OUT + o] = acc[o];
   }
   return sq;
 }
 
 // Delta of the layer below: (g W) * (1 - a^2), with a the tanh output that fed this layer.
 template <int IN, int OUT>
-inline void back_delta(const float* __restrict__ g, const float* __restrict__ W,
-                       const float* __restrict__ a, float* __restrict__ below, int m) {
-  for (int r = 0; r < m; ++r) {
-    float acc[IN];
-    for (int i = 0; i < IN; ++i) acc[i] = 0.f;
-    for (int o = 0; o < OUT; ++o) {
-      const float go = g[r * OUT + o];
-      for (int i = 0; i < IN; ++i) acc[i] += go * W[o * IN + i];
+inline void back_delta(const vf* __restrict__ g, const vf* __restrict__ W,
+                       const vf* __restrict__ a, vf* __restrict__ below, int m) {
+  constexpr int IB = tile(IN);
+  for (int r0 = 0; r0 < m; r0 += kRows) {
+    for (int i0 = 0; i0 < IN; i0 += IB) {
+      vf acc[kRows][IB];
+      for (int r = 0; r < kRows; ++r)
+        for (int j = 0; j < IB; ++j) acc[r][j] = splat(0.f);
+      for (int o = 0; o < OUT; ++o) {
+        vf w[IB];
+        for (int j = 0; j < IB; ++j) w[j] = W[o * IN + i0 + j];
+        for (int r = 0; r < kRows; ++r) {
+          const vf go = g[(r0 + r) * OUT + o];
+          for (int j = 0; j < IB; ++j) acc[r][j] += go * w[j];
+        }
+      }
+      for (int r = 0; r < kRows; ++r)
+        for (int j = 0; j < IB; ++j) {
+          const vf ai = a[(r0 + r) * IN + i0 + j];
+          below[(r0 + r) * IN + i0 + j] = acc[r][j] * (1.f - ai * ai);
+        }
     }
-    for (int i = 0; i < IN; ++i) below[r * IN + i] = acc[i] * (1.f - a[r * IN + i] * a[r * IN + i]);
   }
 }
 
-// Built with -ffast-math (which lets the compiler vectorise exp), so std::isfinite may be
-// folded to true; test the exponent bits instead.
-inline bool is_finite(float v) {
-  std::uint32_t bits;
-  std::memcpy(&bits, &v, sizeof bits);
-  return (bits & 0x7f800000u) != 0x7f800000u;
+// Built with -ffast-math (which lets the compiler vectorise freely), so std::isfinite may be
+// folded to true; test the exponent bits instead. -1 in lanes that are finite, 0 elsewhere.
+inline vi finite_lanes(vf v) {
+  const vi bits = (vi)v;
+  return (bits & 0x7f800000) != 0x7f800000;
 }
 
 template <int N>
-inline void step_(float* __restrict__ w, const float* __restrict__ g, float s) {
-  for (int k = 0; k < N; ++k) w[k] -= s * g[k];
+inline void sgd_step(vf* __restrict__ w, const vf* __restrict__ g, vf s, vi ok) {
+  for (int k = 0; k < N; ++k) w[k] = ok ? w[k] - s * g[k] : w[k];
 }
 
-template <int IN, int OUT>
-inline void transpose(const float* __restrict__ W, float* __restrict__ WT) {
-  for (int o = 0; o < OUT; ++o)
-    for (int i = 0; i < IN; ++i) WT[i * OUT + o] = W[o * IN + i];
-}
+// One group's weights, gradients and activations; about 1 MB, allocated once per thread.
+template <int D, int H>
+struct Group {
+  static constexpr int kSizes[8] = {H * D, H, H * H, H, H * H, H, H, 1};
+  vf W0[H * D], b0[H], W1[H * H], b1[H], W2[H * H], b2[H], W3[H], b3[1];
+  vf gW0[H * D], gb0[H], gW1[H * H], gb1[H], gW2[H * H], gb2[H], gW3[H], gb3[1];
+  vf x[kRowCap * D], y[kRowCap], wt[kRowCap], out[kRowCap], g3[kRowCap];
+  vf a1[kRowCap * H], a2[kRowCap * H], a3[kRowCap * H];
+  vf g2[kRowCap * H], g1[kRowCap * H], g0[kRowCap * H];
 
-// All `steps` SGD steps of one task, in place on its weights (pointers into the stacked tensors).
-// Returns the task's loss on all n points (weights full_w) before the first step.
-// M > 0 fixes the minibatch size at compile time (the loops over points unroll); M = 0 reads m.
-template <int D, int H, int M>
-float adapt_task(float* const* w, const float* X, const float* Y, const float* full_w, int64_t n,
-                 const int64_t* idx, const float* wts, int64_t steps, int m_runtime, float lr,
-                 float max_norm) {
-  const int m = M > 0 ? M : m_runtime;
-  alignas(64) float W0[H * D], W0T[D * H], W1[H * H], W1T[H * H], W2[H * H], W2T[H * H], W3[H];
-  alignas(64) float b0[H], b1[H], b2[H], b3[1];
-  alignas(64) float gW0[H * D], gW0T[D * H], gW1[H * H], gW1T[H * H], gW2[H * H], gW2T[H * H];
-  alignas(64) float gW3[H], gW3T[H], gb0[H], gb1[H], gb2[H], gb3[1];
-  alignas(64) float x[kMaxBatch * D], a1[kMaxBatch * H], a2[kMaxBatch * H], a3[kMaxBatch * H];
-  alignas(64) float out[kMaxBatch], g3[kMaxBatch], g2[kMaxBatch * H], g1[kMaxBatch * H],
-      g0[kMaxBatch * H];
-  std::copy(w[0], w[0] + H * D, W0);
-  std::copy(w[1], w[1] + H, b0);
-  std::copy(w[2], w[2] + H * H, W1);
-  std::copy(w[3], w[3] + H, b1);
-  std::copy(w[4], w[4] + H * H, W2);
-  std::copy(w[5], w[5] + H, b2);
-  std::copy(w[6], w[6] + H, W3);
-  std::copy(w[7], w[7] + 1, b3);
-  transpose<D, H>(W0, W0T);
-  transpose<H, H>(W1, W1T);
-  transpose<H, H>(W2, W2T);
-  float loss0 = 0.f;
-  for (int64_t start = 0; start < n; start += kMaxBatch) {
-    const int rows = static_cast<int>(std::min<int64_t>(kMaxBatch, n - start));
-    forward_layer<D, H, true>(X + start * D, W0T, b0, a1, rows);
-    forward_layer<H, H, true>(a1, W1T, b1, a2, rows);
-    forward_layer<H, H, true>(a2, W2T, b2, a3, rows);
-    forward_layer<H, 1, false>(a3, W3, b3, out, rows);
-    for (int r = 0; r < rows; ++r) {
-      const float e = out[r] - Y[start + r];
-      loss0 += full_w[start + r] * e * e;
+  vf* weights(int k) {
+    vf* w[8] = {W0, b0, W1, b1, W2, b2, W3, b3};
+    return w[k];
+  }
+
+  // Output of the network on rows [0, m) of x.
+  void forward(int m) {
+    forward_layer<D, H, true>(x, W0, b0, a1, m);
+    forward_layer<H, H, true>(a1, W1, b1, a2, m);
+    forward_layer<H, H, true>(a2, W2, b2, a3, m);
+    forward_layer<H, 1, false>(a3, W3, b3, out, m);
+  }
+
+  // Gradient of sum_r wt_r (out_r - y_r)^2 into g*; returns its squared norm per lane.
+  vf backward(int m) {
+    for (int r = 0; r < m; ++r) g3[r] = 2.f * wt[r] * (out[r] - y[r]);
+    vf sq = layer_grad<H, 1>(a3, g3, gW3, gb3, m);
+    back_delta<H, 1>(g3, W3, a3, g2, m);
+    sq += layer_grad<H, H>(a2, g2, gW2, gb2, m);
+    back_delta<H, H>(g2, W2, a2, g1, m);
+    sq += layer_grad<H, H>(a1, g1, gW1, gb1, m);
+    back_delta<H, H>(g1, W1, a1, g0, m);
+    sq += layer_grad<D, H>(x, g0, gW0, gb0, m);
+    return sq;
+  }
+
+  void step(vf s, vi ok) {
+    sgd_step<H * D>(W0, gW0, s, ok);
+    sgd_step<H>(b0, gb0, s, ok);
+    sgd_step<H * H>(W1, gW1, s, ok);
+    sgd_step<H>(b1, gb1, s, ok);
+    sgd_step<H * H>(W2, gW2, s, ok);
+    sgd_step<H>(b2, gb2, s, ok);
+    sgd_step<H>(W3, gW3, s, ok);
+    sgd_step<1>(b3, gb3, s, ok);
+  }
+};
+
+struct Inputs {
+  std::vector<float*> base;     // the 8 stacked weight tensors
+  std::vector<int64_t> stride;  // their task strides
+  const float *X, *Y, *full_w, *wts;
+  const int64_t* idx;
+  int64_t B, n, steps;
+  int m;
+  float lr, max_norm;
+  float* loss0;
+};
+
+// Adapts tasks [t0, t0 + lanes) in place; lanes past the last task stay zero and are dropped.
+template <int D, int H>
+void adapt_group(Group<D, H>& G, const Inputs& in, int64_t t0, int lanes) {
+  const int64_t n = in.n, steps = in.steps;
+  const int m = in.m, mp = (m + kRows - 1) / kRows * kRows;
+  for (int k = 0; k < 8; ++k) {
+    vf* w = G.weights(k);
+    for (int e = 0; e < Group<D, H>::kSizes[k]; ++e) {
+      w[e] = splat(0.f);
+      for (int l = 0; l < lanes; ++l) w[e][l] = in.base[k][(t0 + l) * in.stride[k] + e];
     }
   }
-  for (int64_t s = 0; s < steps; ++s) {
-    const int64_t* ix = idx + s * m;
-    const float* wt = wts + s * m;
-    for (int r = 0; r < m; ++r)
-      for (int j = 0; j < D; ++j) x[r * D + j] = X[ix[r] * D + j];
-    forward_layer<D, H, true>(x, W0T, b0, a1, m);
-    forward_layer<H, H, true>(a1, W1T, b1, a2, m);
-    forward_layer<H, H, true>(a2, W2T, b2, a3, m);
-    forward_layer<H, 1, false>(a3, W3, b3, out, m);  // a 1 x H matrix is its own transpose
-    for (int r = 0; r < m; ++r) g3[r] = 2.f * wt[r] * (out[r] - Y[ix[r]]);
-    float sq = layer_grad<H, 1>(a3, g3, gW3, gW3T, gb3, m);
-    back_delta<H, 1>(g3, W3, a3, g2, m);
-    sq += layer_grad<H, H>(a2, g2, gW2, gW2T, gb2, m);
-    back_delta<H, H>(g2, W2, a2, g1, m);
-    sq += layer_grad<H, H>(a1, g1, gW1, gW1T, gb1, m);
-    back_delta<H, H>(g1, W1, a1, g0, m);
-    sq += layer_grad<D, H>(x, g0, gW0, gW0T, gb0, m);
-    const float norm = std::sqrt(sq);
-    if (!is_finite(norm)) continue;  // an overflowed task skips the step, as in Python
-    const float lr_s = lr * std::min(1.f, max_norm / (norm + 1e-12f));
-    step_<H * D>(W0, gW0, lr_s);
-    step_<D * H>(W0T, gW0T, lr_s);
-    step_<H>(b0, gb0, lr_s);
-    step_<H * H>(W1, gW1, lr_s);
-    step_<H * H>(W1T, gW1T, lr_s);
-    step_<H>(b1, gb1, lr_s);
-    step_<H * H>(W2, gW2, lr_s);
-    step_<H * H>(W2T, gW2T, lr_s);
-    step_<H>(b2, gb2, lr_s);
-    step_<H>(W3, gW3, lr_s);
-    step_<1>(b3, gb3, lr_s);
+  // Loss on all points before the first step, kMaxBatch points at a time.
+  vf loss = splat(0.f);
+  for (int64_t start = 0; start < n; start += kMaxBatch) {
+    const int rows = static_cast<int>(std::min<int64_t>(kMaxBatch, n - start));
+    const int rp = (rows + kRows - 1) / kRows * kRows;
+    for (int r = 0; r < rp; ++r) {
+      for (int j = 0; j < D; ++j) G.x[r * D + j] = splat(0.f);
+      G.y[r] = G.wt[r] = splat(0.f);
+      if (r >= rows) continue;
+      for (int l = 0; l < lanes; ++l) {
+        const int64_t p = (t0 + l) * n + start + r;
+        for (int j = 0; j < D; ++j) G.x[r * D + j][l] = in.X[p * D + j];
+        G.y[r][l] = in.Y[p];
+        G.wt[r][l] = in.full_w[p];
+      }
+    }
+    G.forward(rp);
+    for (int r = 0; r < rp; ++r) {
+      const vf e = G.out[r] - G.y[r];
+      loss += G.wt[r] * e * e;
+    }
   }
-  std::copy(W0, W0 + H * D, w[0]);
-  std::copy(b0, b0 + H, w[1]);
-  std::copy(W1, W1 + H * H, w[2]);
-  std::copy(b1, b1 + H, w[3]);
-  std::copy(W2, W2 + H * H, w[4]);
-  std::copy(b2, b2 + H, w[5]);
-  std::copy(W3, W3 + H, w[6]);
-  std::copy(b3, b3 + 1, w[7]);
-  return loss0;
+  for (int l = 0; l < lanes; ++l) in.loss0[t0 + l] = loss[l];
+
+  for (int r = 0; r < mp; ++r) {  // padding rows and lanes: zero inputs, zero weight
+    for (int j = 0; j < D; ++j) G.x[r * D + j] = splat(0.f);
+    G.y[r] = G.wt[r] = splat(0.f);
+  }
+  for (int64_t s = 0; s < steps; ++s) {
+    for (int l = 0; l < lanes; ++l) {
+      const int64_t t = t0 + l, off = (t * steps + s) * m;
+      const int64_t* ix = in.idx + off;
+      for (int r = 0; r < m; ++r) {
+        const int64_t p = t * n + ix[r];
+        for (int j = 0; j < D; ++j) G.x[r * D + j][l] = in.X[p * D + j];
+        G.y[r][l] = in.Y[p];
+        G.wt[r][l] = in.wts[off + r];
+      }
+    }
+    G.forward(mp);
+    const vf sq = G.backward(mp);
+    // Per-task clip of the gradient norm; an overflowed task skips the step, as in Python.
+    vf lr = splat(0.f);
+    for (int l = 0; l < kLanes; ++l) {
+      const float norm = std::sqrt(sq[l]);
+      lr[l] = in.lr * std::min(1.f, in.max_norm / (norm + 1e-12f));
+    }
+    G.step(lr, finite_lanes(sq));
+  }
+  for (int k = 0; k < 8; ++k) {
+    const vf* w = G.weights(k);
+    for (int e = 0; e < Group<D, H>::kSizes[k]; ++e)
+      for (int l = 0; l < lanes; ++l) in.base[k][(t0 + l) * in.stride[k] + e] = w[e][l];
+  }
 }
 
 template <int D>
-void run(std::vector<torch::Tensor>& params, const torch::Tensor& X, const torch::Tensor& Y,
-         const torch::Tensor& full_w, const torch::Tensor& idx, const torch::Tensor& wts,
-         double lr, double max_norm, torch::Tensor& loss0) {
-  const int64_t B = X.size(0), n = X.size(1), steps = idx.size(1);
-  const int m = static_cast<int>(idx.size(2));
-  std::vector<float*> base;
-  std::vector<int64_t> stride;
-  for (auto& p : params) {
-    base.push_back(p.data_ptr<float>());
-    stride.push_back(p.stride(0));
-  }
-  const float* Xp = X.data_ptr<float>();
-  const float* Yp = Y.data_ptr<float>();
-  const int64_t* Ip = idx.data_ptr<int64_t>();
-  const float* Wp = wts.data_ptr<float>();
-  const float* Fp = full_w.data_ptr<float>();
-  float* Lp = loss0.data_ptr<float>();
+void run(const Inputs& in) {
+  const int64_t groups = (in.B + kLanes - 1) / kLanes;
   auto work = [&](int64_t lo, int64_t hi) {
-    float* w[8];
-    for (int64_t t = lo; t < hi; ++t) {
-      for (int k = 0; k < 8; ++k) w[k] = base[k] + t * stride[k];
-      // The default minibatch of 10 points gets its own unrolled copy.
-      auto task = m == 10 ? adapt_task<D, 32, 10> : adapt_task<D, 32, 0>;
-      Lp[t] = task(w, Xp + t * n * D, Yp + t * n, Fp + t * n, n, Ip + t * steps * m,
-                   Wp + t * steps * m, steps, m, static_cast<float>(lr),
-                   static_cast<float>(max_norm));
+    auto G = std::make_unique<Group<D, kHidden>>();
+    for (int64_t g = lo; g < hi; ++g) {
+      const int64_t t0 = g * kLanes;
+      adapt_group<D, kHidden>(*G, in, t0, static_cast<int>(std::min<int64_t>(kLanes, in.B - t0)));
     }
   };
-  const int64_t threads = std::max<int64_t>(1, std::min<int64_t>(at::get_num_threads(), B));
-  const int64_t chunk = (B + threads - 1) / threads;
+  const int64_t threads = std::max<int64_t>(1, std::min<int64_t>(at::get_num_threads(), groups));
+  const int64_t chunk = (groups + threads - 1) / threads;
   std::vector<std::thread> pool;
   for (int64_t k = 1; k < threads; ++k)
-    pool.emplace_back(work, std::min(B, k * chunk), std::min(B, (k + 1) * chunk));
-  work(0, std::min(B, chunk));
+    pool.emplace_back(work, std::min(groups, k * chunk), std::min(groups, (k + 1) * chunk));
+  work(0, std::min(groups, chunk));
   for (auto& th : pool) th.join();
 }
 
@@ -261,13 +316,30 @@ torch::Tensor adapt_sgd(std::vector<torch::Tensor> params, torch::Tensor X, torc
   TORCH_CHECK(params.size() == 8, "adapt_sgd: expected 8 weight tensors, got ", params.size());
   TORCH_CHECK(idx.size(2) <= kMaxBatch, "adapt_sgd: minibatch larger than ", kMaxBatch);
   auto loss0 = torch::empty({X.size(0)}, X.options());
+  Inputs in;
+  for (auto& p : params) {
+    in.base.push_back(p.data_ptr<float>());
+    in.stride.push_back(p.stride(0));
+  }
+  in.X = X.data_ptr<float>();
+  in.Y = Y.data_ptr<float>();
+  in.full_w = full_w.data_ptr<float>();
+  in.wts = wts.data_ptr<float>();
+  in.idx = idx.data_ptr<int64_t>();
+  in.B = X.size(0);
+  in.n = X.size(1);
+  in.steps = idx.size(1);
+  in.m = static_cast<int>(idx.size(2));
+  in.lr = static_cast<float>(lr);
+  in.max_norm = static_cast<float>(max_norm);
+  in.loss0 = loss0.data_ptr<float>();
   switch (X.size(2)) {
-    case 1: run<1>(params, X, Y, full_w, idx, wts, lr, max_norm, loss0); break;
-    case 2: run<2>(params, X, Y, full_w, idx, wts, lr, max_norm, loss0); break;
-    case 3: run<3>(params, X, Y, full_w, idx, wts, lr, max_norm, loss0); break;
-    case 4: run<4>(params, X, Y, full_w, idx, wts, lr, max_norm, loss0); break;
-    case 5: run<5>(params, X, Y, full_w, idx, wts, lr, max_norm, loss0); break;
-    case 6: run<6>(params, X, Y, full_w, idx, wts, lr, max_norm, loss0); break;
+    case 1: run<1>(in); break;
+    case 2: run<2>(in); break;
+    case 3: run<3>(in); break;
+    case 4: run<4>(in); break;
+    case 5: run<5>(in); break;
+    case 6: run<6>(in); break;
     default: TORCH_CHECK(false, "adapt_sgd: input dimension ", X.size(2), " not compiled");
   }
   return loss0;

@@ -43,11 +43,14 @@ def both_paths(monkeypatch, params, X, Y, mask, keys, steps, batch, lr=0.05, cli
     return fast, slow
 
 
-@pytest.mark.parametrize(("dim", "n", "batch"), [(1, 13, 5), (3, 13, 5), (2, 23, 10)])
+# The compiled loop interleaves 16 tasks per vector and tiles 5 points: B = 21 fills one group
+# and part of another; n = 100 with batch 64 pads the minibatch to 65 rows and the loss on all
+# points runs in two chunks.
+@pytest.mark.parametrize(("dim", "n", "batch", "B"),
+                         [(1, 13, 5, 6), (3, 13, 5, 6), (2, 23, 10, 21), (6, 100, 64, 3)])
 @pytest.mark.parametrize("clip", [10.0, 0.3])  # 0.3 clips most steps
-def test_compiled_loop_equals_the_pytorch_loop(monkeypatch, dim, n, batch, clip):
-    # batch 10 is the size the compiled loop unrolls; others take its general path
-    params, *rest = problem(dim, n=n, steps=9, batch=batch)
+def test_compiled_loop_equals_the_pytorch_loop(monkeypatch, dim, n, batch, B, clip):
+    params, *rest = problem(dim, B=B, n=n, steps=9, batch=batch)
     before = [p.clone() for p in params]
     (phi, loss0), (ref, ref_loss0) = both_paths(monkeypatch, params, *rest, clip=clip)
     torch.testing.assert_close(loss0, ref_loss0, rtol=1e-5, atol=1e-6)
