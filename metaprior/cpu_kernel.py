@@ -3,11 +3,12 @@
 On CPU the batched inner loop spends most of its time in `bmm` of tiny matrices (10 x 32 x 32),
 which run far below the core's speed. `csrc/adapt_cpu.cpp` instead interleaves 16 tasks across
 the lanes of a SIMD vector, so each multiply-add of the per-task algorithm is one vector
-instruction for 16 tasks, and runs a group's whole inner loop with its weights in the core's L2,
-for the default architecture (d -> 32 -> 32 -> 32 -> 1, d <= 6), SGD, float32 and minibatches
-of at most 64 points. It is built on first use with `torch.utils.cpp_extension` (a C++ compiler
-and ninja) into `~/.cache/metaprior` (or `$METAPRIOR_CACHE`), then imported from there, and
-computes the same steps as the Python path to about 1e-7 (its tanh is a rational
+instruction for 16 tasks, and runs a group's whole inner loop with its weights in the core's L2;
+the few tasks left over run one at a time with their weights in L1 (BO adapts one task). It
+covers the default architecture (d -> 32 -> 32 -> 32 -> 1, d <= 6), SGD, float32 and
+minibatches of at most 64 points. It is built on first use with `torch.utils.cpp_extension` (a
+C++ compiler and ninja) into `~/.cache/metaprior` (or `$METAPRIOR_CACHE`), then imported from
+there, and computes the same steps as the Python path to about 1e-7 (its tanh is a rational
 approximation, max error 3.4e-7).
 
 If anything is missing, the build fails or `METAPRIOR_CPU_KERNEL=0` is set, `adapt_batched`
@@ -31,7 +32,8 @@ from torch import Tensor
 HIDDEN = 32  # the compiled width, three hidden layers
 MAX_DIM = 6
 MAX_BATCH = 64
-SOURCE = Path(__file__).parent / "csrc" / "adapt_cpu.cpp"
+CSRC = Path(__file__).parent / "csrc"
+SOURCE = CSRC / "adapt_cpu.cpp"  # includes the headers next to it
 # -ffast-math: see is_finite in the source; 512-bit vectors fit the 32-wide rows (+5% measured).
 FLAGS = ["-O3", "-march=native", "-ffast-math", "-mprefer-vector-width=512"]
 
@@ -44,8 +46,10 @@ def enabled() -> bool:
 
 
 def build_tag() -> str:
-    """Hash of everything the binary depends on: source, flags, torch and Python versions."""
-    h = hashlib.sha256(SOURCE.read_bytes())
+    """Hash of everything the binary depends on: sources, flags, torch and Python versions."""
+    h = hashlib.sha256()
+    for path in sorted(CSRC.glob("*.[ch]*")):
+        h.update(path.name.encode() + path.read_bytes())
     h.update(" ".join(FLAGS + [torch.__version__, sys.version]).encode())
     return h.hexdigest()[:16]
 

@@ -1,306 +1,67 @@
-// The inner loop of batched Reptile for one architecture, compiled for the CPU it runs on.
+// The inner loop of batched Reptile for the default network, compiled for the CPU it runs on.
 //
-// Network: d inputs -> H -> H -> H -> 1 with tanh, weights `W_l: out x in` as in metaprior.nets.
-// Tasks are interleaved across the lanes of a SIMD vector: `vf` holds one number of each of
-// kLanes tasks, so every multiply-add of the per-task algorithm is one vector instruction for
-// kLanes tasks, with no reductions across lanes, no transposes and no shuffles. A group of
-// kLanes tasks runs all of its SGD steps with its weights, gradients and activations in the
-// core's L2 (about 0.5 MB). The matrix loops are tiled (kRows points x 4 units), so each weight
-// or activation loaded from cache feeds several multiply-adds held in registers.
-// Groups are independent: they are split into equal chunks over torch.get_num_threads()
-// threads (std::thread: at::parallel_for would need this library built against torch's
-// OpenMP), and the result does not depend on the number of threads.
+// Tasks go in groups of 16 through the interleaved loop (adapt_lanes.h); the few left over
+// (fewer than kMinLanes) go one at a time through the per-task loop (adapt_task.h), which is
+// faster than a mostly empty vector. Work units are split into equal chunks over
+// torch.get_num_threads() threads (std::thread: at::parallel_for would need this library built
+// against torch's OpenMP); the result does not depend on the number of threads.
 #include <torch/extension.h>
 #include <ATen/Parallel.h>
 
 #include <algorithm>
-#include <cmath>
-#include <cstdint>
 #include <memory>
 #include <thread>
 #include <vector>
 
+#include "adapt_lanes.h"
+#include "adapt_task.h"
+#include "common.h"
+
 namespace {
 
-constexpr int kLanes = 16;     // tasks per vector: one AVX-512 register of floats
-constexpr int kMaxBatch = 64;  // points per minibatch (metaprior.cpu_kernel.MAX_BATCH)
-constexpr int kRows = 5;       // points per register tile; minibatches are padded to a multiple
-constexpr int kRowCap = (kMaxBatch + kRows - 1) / kRows * kRows;  // rows of the buffers
-constexpr int kHidden = 32;
+using metaprior::Inputs;
 
-typedef float vf __attribute__((vector_size(kLanes * sizeof(float))));
-typedef std::int32_t vi __attribute__((vector_size(kLanes * sizeof(std::int32_t))));
+// A partial group of this many tasks or more still beats the per-task loop (measured: a full
+// group of 16 adapts about 2.4x as many tasks per second as the per-task loop).
+constexpr int kMinLanes = 7;
 
-inline vf splat(float v) { return vf{} + v; }
-
-// tanh as the ratio of an odd degree-13 and an even degree-6 polynomial on [-7.9, 7.9] (the
-// minimax coefficients Eigen uses for its float tanh); clamped outside, where tanh is 1 to
-// float precision. Max abs error 3.4e-7 against tanh in float64 (checked on a 2e6-point grid),
-// and only multiply-adds and one division, so it vectorises without a call to exp.
-inline vf tanh_rational(vf x) {
-  const vf hi = splat(7.90531110763549805f);
-  vf c = x < hi ? x : hi;
-  c = c > -hi ? c : -hi;
-  const vf x2 = c * c;
-  vf p = splat(-2.76076847742355e-16f);
-  p = p * x2 + 2.00018790482477e-13f;
-  p = p * x2 - 8.60467152213735e-11f;
-  p = p * x2 + 5.12229709037114e-08f;
-  p = p * x2 + 1.48572235717979e-05f;
-  p = p * x2 + 6.37261928875436e-04f;
-  p = p * x2 + 4.89352455891786e-03f;
-  vf q = splat(1.19825839466702e-06f);
-  q = q * x2 + 1.18534705686654e-04f;
-  q = q * x2 + 2.26843463243900e-03f;
-  q = q * x2 + 4.89352518554385e-03f;
-  return c * p / q;
-}
-
-// A tile width that divides n: 4 where it can, else the largest of 3, 2, 1.
-constexpr int tile(int n) { return n % 4 == 0 ? 4 : n % 3 == 0 ? 3 : n % 2 == 0 ? 2 : 1; }
-
-// h = act(a W^T + b) for m rows (a multiple of kRows); a: m x IN, W: OUT x IN, h: m x OUT.
-template <int IN, int OUT, bool TANH>
-inline void forward_layer(const vf* __restrict__ a, const vf* __restrict__ W,
-                          const vf* __restrict__ b, vf* __restrict__ h, int m) {
-  constexpr int OB = tile(OUT);
-  for (int r0 = 0; r0 < m; r0 += kRows) {
-    for (int o0 = 0; o0 < OUT; o0 += OB) {
-      vf acc[kRows][OB];
-      for (int r = 0; r < kRows; ++r)
-        for (int k = 0; k < OB; ++k) acc[r][k] = b[o0 + k];
-      for (int i = 0; i < IN; ++i) {
-        vf w[OB];
-        for (int k = 0; k < OB; ++k) w[k] = W[(o0 + k) * IN + i];
-        for (int r = 0; r < kRows; ++r) {
-          const vf ai = a[(r0 + r) * IN + i];
-          for (int k = 0; k < OB; ++k) acc[r][k] += ai * w[k];
-        }
-      }
-      for (int r = 0; r < kRows; ++r)
-        for (int k = 0; k < OB; ++k)
-          h[(r0 + r) * OUT + o0 + k] = TANH ? tanh_rational(acc[r][k]) : acc[r][k];
-    }
-  }
-}
-
-// Gradient of one layer from its input a (m x IN) and output delta g (m x OUT); returns its
-// squared norm, per lane.
-template <int IN, int OUT>
-inline vf layer_grad(const vf* __restrict__ a, const vf* __restrict__ g, vf* __restrict__ gW,
-                     vf* __restrict__ gb, int m) {
-  constexpr int OB = tile(OUT), IB = tile(IN);
-  vf sq = splat(0.f);
-  for (int o = 0; o < OUT; ++o) {
-    vf s = splat(0.f);
-    for (int r = 0; r < m; ++r) s += g[r * OUT + o];
-    gb[o] = s;
-    sq += s * s;
-  }
-  for (int o0 = 0; o0 < OUT; o0 += OB) {
-    for (int i0 = 0; i0 < IN; i0 += IB) {
-      vf acc[OB][IB];
-      for (int k = 0; k < OB; ++k)
-        for (int j = 0; j < IB; ++j) acc[k][j] = splat(0.f);
-      for (int r = 0; r < m; ++r) {
-        vf gk[OB], aj[IB];
-        for (int k = 0; k < OB; ++k) gk[k] = g[r * OUT + o0 + k];
-        for (int j = 0; j < IB; ++j) aj[j] = a[r * IN + i0 + j];
-        for (int k = 0; k < OB; ++k)
-          for (int j = 0; j < IB; ++j) acc[k][j] += gk[k] * aj[j];
-      }
-      for (int k = 0; k < OB; ++k)
-        for (int j = 0; j < IB; ++j) {
-          gW[(o0 + k) * IN + i0 + j] = acc[k][j];
-          sq += acc[k][j] * acc[k][j];
-        }
-    }
-  }
-  return sq;
-}
-
-// Delta of the layer below: (g W) * (1 - a^2), with a the tanh output that fed this layer.
-template <int IN, int OUT>
-inline void back_delta(const vf* __restrict__ g, const vf* __restrict__ W,
-                       const vf* __restrict__ a, vf* __restrict__ below, int m) {
-  constexpr int IB = tile(IN);
-  for (int r0 = 0; r0 < m; r0 += kRows) {
-    for (int i0 = 0; i0 < IN; i0 += IB) {
-      vf acc[kRows][IB];
-      for (int r = 0; r < kRows; ++r)
-        for (int j = 0; j < IB; ++j) acc[r][j] = splat(0.f);
-      for (int o = 0; o < OUT; ++o) {
-        vf w[IB];
-        for (int j = 0; j < IB; ++j) w[j] = W[o * IN + i0 + j];
-        for (int r = 0; r < kRows; ++r) {
-          const vf go = g[(r0 + r) * OUT + o];
-          for (int j = 0; j < IB; ++j) acc[r][j] += go * w[j];
-        }
-      }
-      for (int r = 0; r < kRows; ++r)
-        for (int j = 0; j < IB; ++j) {
-          const vf ai = a[(r0 + r) * IN + i0 + j];
-          below[(r0 + r) * IN + i0 + j] = acc[r][j] * (1.f - ai * ai);
-        }
-    }
-  }
-}
-
-// Built with -ffast-math (which lets the compiler vectorise freely), so std::isfinite may be
-// folded to true; test the exponent bits instead. -1 in lanes that are finite, 0 elsewhere.
-inline vi finite_lanes(vf v) {
-  const vi bits = (vi)v;
-  return (bits & 0x7f800000) != 0x7f800000;
-}
-
-template <int N>
-inline void sgd_step(vf* __restrict__ w, const vf* __restrict__ g, vf s, vi ok) {
-  for (int k = 0; k < N; ++k) w[k] = ok ? w[k] - s * g[k] : w[k];
-}
-
-// One group's weights, gradients and activations; about 1 MB, allocated once per thread.
-template <int D, int H>
-struct Group {
-  static constexpr int kSizes[8] = {H * D, H, H * H, H, H * H, H, H, 1};
-  vf W0[H * D], b0[H], W1[H * H], b1[H], W2[H * H], b2[H], W3[H], b3[1];
-  vf gW0[H * D], gb0[H], gW1[H * H], gb1[H], gW2[H * H], gb2[H], gW3[H], gb3[1];
-  vf x[kRowCap * D], y[kRowCap], wt[kRowCap], out[kRowCap], g3[kRowCap];
-  vf a1[kRowCap * H], a2[kRowCap * H], a3[kRowCap * H];
-  vf g2[kRowCap * H], g1[kRowCap * H], g0[kRowCap * H];
-
-  vf* weights(int k) {
-    vf* w[8] = {W0, b0, W1, b1, W2, b2, W3, b3};
-    return w[k];
-  }
-
-  // Output of the network on rows [0, m) of x.
-  void forward(int m) {
-    forward_layer<D, H, true>(x, W0, b0, a1, m);
-    forward_layer<H, H, true>(a1, W1, b1, a2, m);
-    forward_layer<H, H, true>(a2, W2, b2, a3, m);
-    forward_layer<H, 1, false>(a3, W3, b3, out, m);
-  }
-
-  // Gradient of sum_r wt_r (out_r - y_r)^2 into g*; returns its squared norm per lane.
-  vf backward(int m) {
-    for (int r = 0; r < m; ++r) g3[r] = 2.f * wt[r] * (out[r] - y[r]);
-    vf sq = layer_grad<H, 1>(a3, g3, gW3, gb3, m);
-    back_delta<H, 1>(g3, W3, a3, g2, m);
-    sq += layer_grad<H, H>(a2, g2, gW2, gb2, m);
-    back_delta<H, H>(g2, W2, a2, g1, m);
-    sq += layer_grad<H, H>(a1, g1, gW1, gb1, m);
-    back_delta<H, H>(g1, W1, a1, g0, m);
-    sq += layer_grad<D, H>(x, g0, gW0, gb0, m);
-    return sq;
-  }
-
-  void step(vf s, vi ok) {
-    sgd_step<H * D>(W0, gW0, s, ok);
-    sgd_step<H>(b0, gb0, s, ok);
-    sgd_step<H * H>(W1, gW1, s, ok);
-    sgd_step<H>(b1, gb1, s, ok);
-    sgd_step<H * H>(W2, gW2, s, ok);
-    sgd_step<H>(b2, gb2, s, ok);
-    sgd_step<H>(W3, gW3, s, ok);
-    sgd_step<1>(b3, gb3, s, ok);
-  }
+struct Unit {
+  int64_t t0;
+  int tasks;   // tasks from t0
+  bool group;  // interleaved (else one task, per-task loop)
 };
-
-struct Inputs {
-  std::vector<float*> base;     // the 8 stacked weight tensors
-  std::vector<int64_t> stride;  // their task strides
-  const float *X, *Y, *full_w, *wts;
-  const int64_t* idx;
-  int64_t B, n, steps;
-  int m;
-  float lr, max_norm;
-  float* loss0;
-};
-
-// Adapts tasks [t0, t0 + lanes) in place; lanes past the last task stay zero and are dropped.
-template <int D, int H>
-void adapt_group(Group<D, H>& G, const Inputs& in, int64_t t0, int lanes) {
-  const int64_t n = in.n, steps = in.steps;
-  const int m = in.m, mp = (m + kRows - 1) / kRows * kRows;
-  for (int k = 0; k < 8; ++k) {
-    vf* w = G.weights(k);
-    for (int e = 0; e < Group<D, H>::kSizes[k]; ++e) {
-      w[e] = splat(0.f);
-      for (int l = 0; l < lanes; ++l) w[e][l] = in.base[k][(t0 + l) * in.stride[k] + e];
-    }
-  }
-  // Loss on all points before the first step, kMaxBatch points at a time.
-  vf loss = splat(0.f);
-  for (int64_t start = 0; start < n; start += kMaxBatch) {
-    const int rows = static_cast<int>(std::min<int64_t>(kMaxBatch, n - start));
-    const int rp = (rows + kRows - 1) / kRows * kRows;
-    for (int r = 0; r < rp; ++r) {
-      for (int j = 0; j < D; ++j) G.x[r * D + j] = splat(0.f);
-      G.y[r] = G.wt[r] = splat(0.f);
-      if (r >= rows) continue;
-      for (int l = 0; l < lanes; ++l) {
-        const int64_t p = (t0 + l) * n + start + r;
-        for (int j = 0; j < D; ++j) G.x[r * D + j][l] = in.X[p * D + j];
-        G.y[r][l] = in.Y[p];
-        G.wt[r][l] = in.full_w[p];
-      }
-    }
-    G.forward(rp);
-    for (int r = 0; r < rp; ++r) {
-      const vf e = G.out[r] - G.y[r];
-      loss += G.wt[r] * e * e;
-    }
-  }
-  for (int l = 0; l < lanes; ++l) in.loss0[t0 + l] = loss[l];
-
-  for (int r = 0; r < mp; ++r) {  // padding rows and lanes: zero inputs, zero weight
-    for (int j = 0; j < D; ++j) G.x[r * D + j] = splat(0.f);
-    G.y[r] = G.wt[r] = splat(0.f);
-  }
-  for (int64_t s = 0; s < steps; ++s) {
-    for (int l = 0; l < lanes; ++l) {
-      const int64_t t = t0 + l, off = (t * steps + s) * m;
-      const int64_t* ix = in.idx + off;
-      for (int r = 0; r < m; ++r) {
-        const int64_t p = t * n + ix[r];
-        for (int j = 0; j < D; ++j) G.x[r * D + j][l] = in.X[p * D + j];
-        G.y[r][l] = in.Y[p];
-        G.wt[r][l] = in.wts[off + r];
-      }
-    }
-    G.forward(mp);
-    const vf sq = G.backward(mp);
-    // Per-task clip of the gradient norm; an overflowed task skips the step, as in Python.
-    vf lr = splat(0.f);
-    for (int l = 0; l < kLanes; ++l) {
-      const float norm = std::sqrt(sq[l]);
-      lr[l] = in.lr * std::min(1.f, in.max_norm / (norm + 1e-12f));
-    }
-    G.step(lr, finite_lanes(sq));
-  }
-  for (int k = 0; k < 8; ++k) {
-    const vf* w = G.weights(k);
-    for (int e = 0; e < Group<D, H>::kSizes[k]; ++e)
-      for (int l = 0; l < lanes; ++l) in.base[k][(t0 + l) * in.stride[k] + e] = w[e][l];
-  }
-}
 
 template <int D>
 void run(const Inputs& in) {
-  const int64_t groups = (in.B + kLanes - 1) / kLanes;
-  auto work = [&](int64_t lo, int64_t hi) {
-    auto G = std::make_unique<Group<D, kHidden>>();
-    for (int64_t g = lo; g < hi; ++g) {
-      const int64_t t0 = g * kLanes;
-      adapt_group<D, kHidden>(*G, in, t0, static_cast<int>(std::min<int64_t>(kLanes, in.B - t0)));
+  std::vector<Unit> units;
+  int64_t t = 0;
+  for (; t + metaprior::lanes::kLanes <= in.B; t += metaprior::lanes::kLanes)
+    units.push_back({t, metaprior::lanes::kLanes, true});
+  const int rest = static_cast<int>(in.B - t);
+  if (rest >= kMinLanes) {
+    units.push_back({t, rest, true});
+  } else {
+    for (int k = 0; k < rest; ++k) units.push_back({t + k, 1, false});
+  }
+  auto work = [&](size_t lo, size_t hi) {
+    std::unique_ptr<metaprior::lanes::Group<D, metaprior::kHidden>> G;
+    for (size_t u = lo; u < hi; ++u) {
+      if (!units[u].group) {
+        metaprior::per_task::adapt_one<D>(in, units[u].t0);
+        continue;
+      }
+      if (!G) G = std::make_unique<metaprior::lanes::Group<D, metaprior::kHidden>>();
+      metaprior::lanes::adapt_group<D, metaprior::kHidden>(*G, in, units[u].t0, units[u].tasks);
     }
   };
-  const int64_t threads = std::max<int64_t>(1, std::min<int64_t>(at::get_num_threads(), groups));
-  const int64_t chunk = (groups + threads - 1) / threads;
+  const size_t threads = std::max<size_t>(
+      1, std::min<size_t>(static_cast<size_t>(at::get_num_threads()), units.size()));
+  const size_t chunk = (units.size() + threads - 1) / threads;
   std::vector<std::thread> pool;
-  for (int64_t k = 1; k < threads; ++k)
-    pool.emplace_back(work, std::min(groups, k * chunk), std::min(groups, (k + 1) * chunk));
-  work(0, std::min(groups, chunk));
+  for (size_t k = 1; k < threads; ++k)
+    pool.emplace_back(work, std::min(units.size(), k * chunk),
+                      std::min(units.size(), (k + 1) * chunk));
+  work(0, std::min(units.size(), chunk));
   for (auto& th : pool) th.join();
 }
 
@@ -314,7 +75,8 @@ torch::Tensor adapt_sgd(std::vector<torch::Tensor> params, torch::Tensor X, torc
                         torch::Tensor full_w, torch::Tensor idx, torch::Tensor wts, double lr,
                         double max_norm) {
   TORCH_CHECK(params.size() == 8, "adapt_sgd: expected 8 weight tensors, got ", params.size());
-  TORCH_CHECK(idx.size(2) <= kMaxBatch, "adapt_sgd: minibatch larger than ", kMaxBatch);
+  TORCH_CHECK(idx.size(2) <= metaprior::kMaxBatch, "adapt_sgd: minibatch larger than ",
+              metaprior::kMaxBatch);
   auto loss0 = torch::empty({X.size(0)}, X.options());
   Inputs in;
   for (auto& p : params) {

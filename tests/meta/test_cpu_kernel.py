@@ -43,11 +43,13 @@ def both_paths(monkeypatch, params, X, Y, mask, keys, steps, batch, lr=0.05, cli
     return fast, slow
 
 
-# The compiled loop interleaves 16 tasks per vector and tiles 5 points: B = 21 fills one group
-# and part of another; n = 100 with batch 64 pads the minibatch to 65 rows and the loss on all
-# points runs in two chunks.
+# The compiled loop runs groups of 16 tasks interleaved across vector lanes (5-point tiles), a
+# partial group when 7 or more tasks are left, and the per-task loop for fewer. B = 6: per-task
+# only; 10: one partial group; 20: a full group and 4 per-task; 25: a full and a partial group,
+# with n = 100 and batch 64 (the minibatch padded to 65 rows, the loss on all points in two
+# chunks).
 @pytest.mark.parametrize(("dim", "n", "batch", "B"),
-                         [(1, 13, 5, 6), (3, 13, 5, 6), (2, 23, 10, 21), (6, 100, 64, 3)])
+                         [(1, 13, 5, 6), (3, 13, 5, 10), (2, 23, 10, 20), (6, 100, 64, 25)])
 @pytest.mark.parametrize("clip", [10.0, 0.3])  # 0.3 clips most steps
 def test_compiled_loop_equals_the_pytorch_loop(monkeypatch, dim, n, batch, B, clip):
     params, *rest = problem(dim, B=B, n=n, steps=9, batch=batch)
