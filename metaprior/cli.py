@@ -15,6 +15,7 @@ import os
 import sys
 from pathlib import Path
 
+from metaprior.config import OUTER_OPTIMIZERS
 from metaprior.errors import ConfigError, MetaPriorError, TaskFamilyError
 
 PROG = "metaprior"
@@ -316,7 +317,7 @@ def build_parser() -> argparse.ArgumentParser:
     t.add_argument("--outer-lr", type=float, help="outer learning rate (epsilon)")
     t.add_argument("--hidden", metavar="W,W,...", help="hidden widths, e.g. 32,32,32")
     t.add_argument("--inner-optimizer", choices=("sgd", "adam"))
-    t.add_argument("--outer-optimizer", choices=("sgd", "adam"))
+    t.add_argument("--outer-optimizer", choices=OUTER_OPTIMIZERS)
     t.add_argument("--no-anneal", action="store_true", help="keep the outer lr constant")
     t.add_argument("--adapt-steps", type=int, help="adaptation steps at test time")
     t.add_argument("--chunk-size", type=int, help="tasks per vectorised chunk (peak memory)")

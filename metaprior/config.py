@@ -8,7 +8,8 @@ from dataclasses import dataclass
 from metaprior.errors import ConfigError
 
 INNER_OPTIMIZERS = ("sgd", "adam")
-OUTER_OPTIMIZERS = ("sgd", "adam")
+OUTER_OPTIMIZERS = ("sgd", "adam", "nesterov")
+OUTER_MOMENTUM = 0.9  # of outer_optimizer="nesterov"
 
 
 @dataclass(frozen=True)
@@ -25,7 +26,9 @@ class ReptileConfig:
         outer_lr: epsilon, the outer learning rate (annealed linearly to 0 when `anneal`).
         hidden: hidden-layer widths of the tanh MLP.
         inner_optimizer: "sgd" or "adam" (Adam with beta1 = 0, as in the Reptile paper).
-        outer_optimizer: "sgd" (the paper's epsilon step) or "adam" on the pseudo-gradient.
+        outer_optimizer: "sgd" (the paper's epsilon step), "adam", or "nesterov" (SGD with
+            Nesterov momentum 0.9) on the pseudo-gradient. With large B the averaged pseudo-
+            gradient is accurate but the steps are few; momentum lets each travel further.
         anneal: anneal the outer learning rate linearly to 0.
         grid_points: draw each task's points on a fixed grid (1-D only), as the seed does.
         adapt_steps: inner steps when adapting to observations at test time.

@@ -13,7 +13,7 @@ from metaprior.errors import ConfigError
 def test_defaults_are_valid_and_frozen():
     cfg = ReptileConfig()
     assert cfg.hidden == (32, 32, 32)
-    assert cfg.inner_optimizer in ("sgd", "adam") and cfg.outer_optimizer in ("sgd", "adam")
+    assert cfg.inner_optimizer in ("sgd", "adam") and cfg.outer_optimizer in ("sgd", "adam", "nesterov")
     assert cfg.chunk_size is None
     with pytest.raises(dataclasses.FrozenInstanceError):
         cfg.inner_lr = 1.0  # type: ignore[misc]

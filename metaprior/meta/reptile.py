@@ -2,7 +2,8 @@
 
 Each outer step samples B tasks, adapts B copies of theta in one vectorised inner loop, and
 applies `theta.grad = theta - mean_i(phi_i)` through a torch optimiser (SGD with a linearly
-annealed step: the paper's update; or Adam on the same pseudo-gradient).
+annealed step: the paper's update; or Adam, or SGD with Nesterov momentum, on the same
+pseudo-gradient).
 """
 
 from __future__ import annotations
@@ -13,7 +14,7 @@ import torch
 from tqdm.auto import tqdm
 
 from metaprior.adaptation import adapt_batched, n_epochs, order_keys
-from metaprior.config import ReptileConfig
+from metaprior.config import OUTER_MOMENTUM, ReptileConfig
 from metaprior.errors import ConfigError, TaskFamilyError
 from metaprior.meta import distributed as dist_utils
 from metaprior.meta.checkpoint import load_checkpoint, save_checkpoint
@@ -80,6 +81,9 @@ class ReptileTrainer:
         self.theta = [torch.nn.Parameter(p.to(self.device)) for p in init]
         if cfg.outer_optimizer == "adam":
             self.opt = torch.optim.Adam(self.theta, lr=cfg.outer_lr)
+        elif cfg.outer_optimizer == "nesterov":
+            self.opt = torch.optim.SGD(self.theta, lr=cfg.outer_lr, momentum=OUTER_MOMENTUM,
+                                       nesterov=True)
         else:
             self.opt = torch.optim.SGD(self.theta, lr=cfg.outer_lr)
         self.step = 0

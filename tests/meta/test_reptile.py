@@ -9,7 +9,7 @@ import torch
 from conftest import small_config
 
 from metaprior.adaptation import adapt_batched, n_epochs, order_keys
-from metaprior.config import ReptileConfig
+from metaprior.config import OUTER_MOMENTUM, ReptileConfig
 from metaprior.errors import ConfigError, TaskFamilyError
 from metaprior.meta.evaluate import evaluate_few_shot
 from metaprior.meta.reptile import meta_train
@@ -110,6 +110,21 @@ def test_chunked_inner_loop_matches_unchunked():
             torch.testing.assert_close(p, q, rtol=1e-5, atol=1e-6)
 
 
+def pseudo_gradient(fam, cfg, theta, seed: int, step: int) -> list[torch.Tensor]:
+    """`theta - mean_i(phi_i)` over the tasks and point orders of outer step `step`, drawn from
+    the same per-step stream meta_train uses."""
+    B = cfg.tasks_per_step
+    g = make_generator(seed, "step", step)
+    batch = fam.sample(B, cfg.points_per_task, g, "train", grid=True)
+    keys = order_keys(n_epochs(cfg.inner_steps, cfg.points_per_task, cfg.inner_batch_size), B,
+                      cfg.points_per_task, g)
+    X = theta.to_unit(batch.X).float()
+    Y = theta.normalize_y(batch.Y).float()
+    phi, _ = adapt_batched(stack(theta.params, B), X, Y, batch.mask, keys, cfg.inner_steps,
+                           cfg.inner_batch_size, cfg.inner_lr)
+    return [t - p.mean(0) for t, p in zip(theta.params, phi, strict=True)]
+
+
 def test_sgd_outer_step_is_the_reptile_update():
     """One step with SGD and no annealing: theta_1 = theta_0 + eps * mean_i(phi_i - theta_0)."""
     fam = Logistic()
@@ -117,19 +132,25 @@ def test_sgd_outer_step_is_the_reptile_update():
                        anneal=False, inner_steps=7)
     theta0 = meta_train(fam, cfg, seed=2, progress=False, max_steps=0)
     theta1 = meta_train(fam, cfg, seed=2, progress=False)
-    # The step's tasks and point orders, from the same per-step stream meta_train uses.
-    g = make_generator(2, "step", 0)
-    batch = fam.sample(6, cfg.points_per_task, g, "train", grid=True)
-    keys = order_keys(n_epochs(7, cfg.points_per_task, cfg.inner_batch_size), 6,
-                      cfg.points_per_task, g)
-    X = theta0.to_unit(batch.X).float()
-    Y = theta0.normalize_y(batch.Y).float()
-    phi, _ = adapt_batched(stack(theta0.params, 6), X, Y, batch.mask, keys, 7,
-                           cfg.inner_batch_size, cfg.inner_lr)
-    for t0, t1, p in zip(theta0.params, theta1.params, phi, strict=True):
-        expected = t0 + 0.5 * (p - t0.unsqueeze(0)).mean(0)
-        torch.testing.assert_close(t1, expected, rtol=1e-5, atol=1e-6)
+    for t0, t1, g in zip(theta0.params, theta1.params, pseudo_gradient(fam, cfg, theta0, 2, 0),
+                         strict=True):
+        torch.testing.assert_close(t1, t0 - 0.5 * g, rtol=1e-5, atol=1e-6)
         assert not torch.equal(t0, t1)
+
+
+def test_nesterov_outer_steps_follow_the_momentum_recursion():
+    """Unannealed: v_t = mu v_(t-1) + g_t and theta_t = theta_(t-1) - eps (g_t + mu v_t)."""
+    fam = Logistic()
+    cfg = small_config(outer_steps=2, tasks_per_step=4, outer_optimizer="nesterov",
+                       outer_lr=0.3, anneal=False, inner_steps=5)
+    theta = [meta_train(fam, cfg, seed=1, progress=False, max_steps=k) for k in (0, 1, 2)]
+    mu, eps = OUTER_MOMENTUM, 0.3
+    v = [torch.zeros_like(p) for p in theta[0].params]
+    for t in (0, 1):
+        g = pseudo_gradient(fam, cfg, theta[t], 1, t)
+        v = [mu * vi + gi for vi, gi in zip(v, g, strict=True)]
+        for a, b, gi, vi in zip(theta[t].params, theta[t + 1].params, g, v, strict=True):
+            torch.testing.assert_close(b, a - eps * (gi + mu * vi), rtol=1e-5, atol=1e-6)
 
 
 def test_anneal_shrinks_late_steps():

@@ -1,0 +1,35 @@
+"""benchmarks/reptile_speed.py runs end to end on a tiny budget and reuses a reference run."""
+
+from __future__ import annotations
+
+import pytest
+
+from benchmarks import reptile_speed
+
+
+def test_quick_run_then_reuse_of_its_sequential_reference(tmp_path):
+    first = tmp_path / "first.csv"
+    df = reptile_speed.main(["--quick", "--adaptations", "40", "--batch-sizes", "1", "20",
+                             "--paths", "compiled", "--outers", "sgd", "--out", str(first)])
+    assert list(df.method)[0] == "sequential (seed)"
+    assert set(df.B) == {1, 20} and set(df.outer) == {"sgd"}
+    assert (df.task_adaptations == 40).all() and (df.speedup.iloc[0] == 1.0)
+    assert (df.mse_meta_adapted > 0).all()
+
+    second = tmp_path / "second.csv"
+    more = reptile_speed.main(["--quick", "--adaptations", "40", "--batch-sizes", "20",
+                               "--paths", "compiled", "--outers", "adam", "--reference",
+                               str(first), "--out", str(second)])
+    # The earlier rows are kept as they were (its sequential run is not rerun) and the new
+    # rows are added after them.
+    assert more.iloc[:len(df)][reptile_speed.RAW_COLUMNS].equals(df[reptile_speed.RAW_COLUMNS])
+    assert list(more.outer[len(df):]) == ["adam"]
+
+
+def test_a_reference_of_another_budget_is_refused(tmp_path):
+    first = tmp_path / "first.csv"
+    reptile_speed.main(["--quick", "--adaptations", "20", "--batch-sizes", "10", "--paths",
+                        "compiled", "--outers", "sgd", "--out", str(first)])
+    with pytest.raises(SystemExit, match="40 adaptations"):
+        reptile_speed.main(["--quick", "--adaptations", "40", "--reference", str(first),
+                            "--out", str(tmp_path / "x.csv")])
