@@ -104,3 +104,21 @@ def test_padded_schedule_walks_each_epoch_in_key_order(n, batch, steps):
         hits = torch.zeros(mask.shape).scatter_add_(
             1, idx[:, :per_epoch].flatten(1), (wts[:, :per_epoch] > 0).float().flatten(1))
         assert torch.equal(hits, mask.float())
+
+
+@pytest.mark.parametrize("B", [20, 40])  # a group + 4 single tasks; two groups + a partial one
+def test_threads_split_the_work_without_changing_the_result(B):
+    if cpu_kernel.load() is None:
+        pytest.skip("no C++ toolchain: the compiled inner loop is unavailable")
+    params, *rest = problem(2, B=B, n=23, steps=9, batch=10)
+    before = torch.get_num_threads()
+    results = []
+    try:
+        for threads in (1, 3):
+            torch.set_num_threads(threads)
+            results.append(adapt_batched(params, *rest, 0.05, "sgd", 10.0))
+    finally:
+        torch.set_num_threads(before)
+    (one, loss_one), (three, loss_three) = results
+    assert torch.equal(loss_one, loss_three)
+    assert all(torch.equal(a, b) for a, b in zip(one, three, strict=True))
