@@ -255,6 +255,12 @@ def main(argv=None) -> pd.DataFrame:
     print(view.to_string(index=False))
     print(f"\nMSE: held-out query MSE / family output variance, mean over {ks}, "
           f"{n_tasks} tasks, {ReptileConfig.seed().adapt_steps} adaptation steps.")
+    few = sorted(set(df.B[(df.outer_steps < 100) & (df.B > 1)]))
+    if few:
+        # Measured: B=1000 matches the reference's MSE from about 100 outer steps on (100,000
+        # adaptations), not with 1 or 10 (benchmarks/results/reptile_speed_100k*.csv).
+        print(f"B in {few} made fewer than 100 outer steps here: compare their MSE with the "
+              f"reference at a budget of at least 100 x B adaptations (--adaptations).")
     print(f"Wrote {args.out}")
     return df
 
