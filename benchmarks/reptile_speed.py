@@ -163,6 +163,7 @@ def run(adaptations: int, batch_sizes: list[int], extra_lr: float, shots, n_task
     if "compiled" in paths and cpu_kernel.load() is None:
         print("  the compiled inner loop is unavailable: PyTorch path only", flush=True)
         paths = tuple(p for p in paths if p != "compiled")
+    user_setting = os.environ.get("METAPRIOR_CPU_KERNEL")  # restored after the runs
     for (B, outer, lr), path in itertools.product(runs, paths):
         steps = max(1, adaptations // B)
         cfg = dataclasses.replace(base, tasks_per_step=B, outer_steps=steps, outer_lr=lr,
@@ -180,7 +181,10 @@ def run(adaptations: int, batch_sizes: list[int], extra_lr: float, shots, n_task
                      **few_shot_scores(prior, shots, n_tasks)})
         print(f"  batched {path} B={B} {outer} {lr}: {steps * B} adaptations in {seconds:.1f} s",
               flush=True)
-    os.environ.pop("METAPRIOR_CPU_KERNEL", None)
+    if user_setting is None:
+        os.environ.pop("METAPRIOR_CPU_KERNEL", None)
+    else:
+        os.environ["METAPRIOR_CPU_KERNEL"] = user_setting
 
     df = pd.DataFrame(rows)
     # On a shared machine wall-clock time includes waiting for a core; one thread's CPU time

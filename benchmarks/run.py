@@ -104,10 +104,9 @@ def main(argv=None) -> int:
                       progress=not args.no_progress)
         tasks = held_out(load_context(fam, args.cache, args.yahpo_data).family, args.tasks)
         for ti, task in enumerate(tasks):
-            task_name = task.name
             for seed in range(args.seeds):
                 for m in methods:
-                    if (fam, task_name, seed, m) not in done:
+                    if (fam, task.name, seed, m) not in done:
                         jobs.append((fam, ti, seed, m, args.budget, args.tasks, args.cache,
                                      args.yahpo_data))
     write_header = not out.exists() or out.stat().st_size == 0

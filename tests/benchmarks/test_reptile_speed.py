@@ -33,3 +33,10 @@ def test_a_reference_of_another_budget_is_refused(tmp_path):
     with pytest.raises(SystemExit, match="40 adaptations"):
         reptile_speed.main(["--quick", "--adaptations", "40", "--reference", str(first),
                             "--out", str(tmp_path / "x.csv")])
+
+
+def test_a_users_kernel_setting_survives_the_run(tmp_path, monkeypatch):
+    monkeypatch.setenv("METAPRIOR_CPU_KERNEL", "0")
+    reptile_speed.main(["--quick", "--adaptations", "20", "--batch-sizes", "10", "--outers",
+                        "sgd", "--out", str(tmp_path / "x.csv")])
+    assert reptile_speed.os.environ["METAPRIOR_CPU_KERNEL"] == "0"
