@@ -48,6 +48,7 @@ METHODS = {
     "both": (True, {"mode": "both"}),
     "none+tr": (False, {"trust_region": TRUST_REGION}),
     "mean+tr": (True, {"mode": "mean", "trust_region": TRUST_REGION}),
+    "shift": (True, {"mode": "shift"}),
 }
 FAMILIES = {"forrester": Forrester, "branin": Branin}
 CHECKPOINTS = (1, 5, 10, 20)

@@ -14,6 +14,7 @@ from pathlib import Path
 
 import metaprior as mp
 from benchmarks.methods import Context
+from metaprior.shift import STATS_KEY, attach_shift_prior
 from metaprior.tasks import TableFamily, TaskFamily, get_family
 
 YAHPO_FAMILIES = ("lcbench", "rbv2_rpart")
@@ -61,6 +62,11 @@ def build_context(name: str, cache_dir: str | os.PathLike, methods: list[str],
         prior = mp.meta_train(family, prior_config(family, quick), seed=0, progress=progress,
                               checkpoint=cache / f"{name}.ckpt", resume=True)
         prior.save(prior_path)
+    elif any(m.startswith("metaprior-shift") for m in methods):
+        prior = mp.MetaPrior.load(prior_path)
+        if STATS_KEY not in prior.stats:  # cached before priors carried a shift prior
+            attach_shift_prior(prior, family, seed=0)
+            prior.save(prior_path)
     needs_source = {"rgpe", "fsbo"} & set(methods)
     src_path = cache / f"{name}.source.pkl"
     if needs_source and not src_path.exists():

@@ -74,8 +74,8 @@ def check_training():
     from metaprior.tasks import Branin
 
     cfg = small_config()
-    cpu = meta_train(Branin(), cfg, seed=0, device="cpu", progress=False)
-    gpu = meta_train(Branin(), cfg, seed=0, device=DEVICE, progress=False)
+    cpu = meta_train(Branin(), cfg, seed=0, device="cpu", progress=False, shift_prior=False)
+    gpu = meta_train(Branin(), cfg, seed=0, device=DEVICE, progress=False, shift_prior=False)
     check("meta_train weights", max_diff(gpu.params, cpu.params), ATOL_TRAIN)
     return cpu
 
@@ -125,11 +125,12 @@ def throughput(B: int, device: str, steps: int, chunk: int | None = None) -> dic
     cfg = ReptileConfig(outer_steps=steps, tasks_per_step=B, inner_steps=50,
                         checkpoint_every=10**6, chunk_size=chunk)
     meta_train(Branin(), dataclasses.replace(cfg, outer_steps=1), seed=1, device=device,
-               progress=False)
+               progress=False, shift_prior=False)
     if device.startswith("cuda"):
         torch.cuda.synchronize()
         torch.cuda.reset_peak_memory_stats()
-    prior = meta_train(Branin(), cfg, seed=0, device=device, progress=False)
+    prior = meta_train(Branin(), cfg, seed=0, device=device, progress=False,
+                       shift_prior=False)
     mem = torch.cuda.max_memory_allocated() / 2**20 if device.startswith("cuda") \
         else float("nan")
     return {"rate": prior.stats["task_adaptations_per_s"], "seconds": prior.stats["seconds"],

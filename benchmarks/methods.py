@@ -23,7 +23,7 @@ NUM_RESTARTS = 4
 RAW_SAMPLES = 128
 
 METHODS = ("random", "bo", "bo-warmstart", "metaprior-mean", "metaprior-kernel",
-           "metaprior-both", "metaprior-mean-tr", "rgpe", "fsbo")
+           "metaprior-both", "metaprior-mean-tr", "metaprior-shift", "rgpe", "fsbo")
 # Side of the "-tr" methods' trust region, as a fraction of the box (`Optimizer(trust_region=)`).
 TRUST_REGION = 0.2
 

@@ -171,7 +171,7 @@ def run(adaptations: int, batch_sizes: list[int], extra_lr: float, shots, n_task
         os.environ["METAPRIOR_CPU_KERNEL"] = "1" if path == "compiled" else "0"
         c0 = time.process_time()
         torch.set_num_threads(threads)  # the batched trainer's bmm can use both cores
-        prior = meta_train(family, cfg, seed=seed, progress=False)
+        prior = meta_train(family, cfg, seed=seed, progress=False, shift_prior=False)
         torch.set_num_threads(1)
         cpu = time.process_time() - c0  # includes the family statistics: milliseconds
         seconds = prior.stats["seconds"]  # wall-clock of the outer steps only

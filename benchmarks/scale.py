@@ -51,9 +51,10 @@ def train_worker(spec: dict) -> dict:
     cfg = ReptileConfig(outer_steps=spec["steps"], tasks_per_step=spec["B"],
                         chunk_size=spec["chunk"], checkpoint_every=10**6)
     # One warm-up step on a small batch, so that lazy initialisation is not billed to B.
-    meta_train(family, ReptileConfig(outer_steps=1, tasks_per_step=8), seed=1, progress=False)
+    meta_train(family, ReptileConfig(outer_steps=1, tasks_per_step=8), seed=1, progress=False,
+               shift_prior=False)
     before = max_rss_mb()
-    prior = meta_train(family, cfg, seed=0, progress=False)
+    prior = meta_train(family, cfg, seed=0, progress=False, shift_prior=False)
     rank, world = dist_utils.rank_and_size()
     shard = -(-spec["B"] // world)
     chunk = min(spec["chunk"] or shard, shard)

@@ -12,6 +12,7 @@ from metaprior.meta.evaluate import evaluate_few_shot
 from metaprior.meta.reptile import meta_train
 from metaprior.optim import Optimizer, OptimizeResult, minimize
 from metaprior.prior import MetaPrior
+from metaprior.shift import ShiftPrior, attach_shift_prior, estimate_shift_prior, infer_shift
 
 __version__ = "0.1.0"
 
@@ -21,8 +22,12 @@ __all__ = [
     "OptimizeResult",
     "Optimizer",
     "ReptileConfig",
+    "ShiftPrior",
+    "attach_shift_prior",
     "errors",
+    "estimate_shift_prior",
     "evaluate_few_shot",
+    "infer_shift",
     "meta_train",
     "minimize",
     "tasks",

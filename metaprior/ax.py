@@ -48,6 +48,9 @@ from metaprior.prior import MetaPrior
 from metaprior.tasks.family import stream_seed
 from metaprior.zero_shot import prior_minimizer
 
+# Ax hands the model its own `Standardize`, which mode "shift"'s batch of GPs cannot use.
+AX_MODES = tuple(m for m in MODES if m != "shift")
+
 ZERO_SHOT_NODE = "ZeroShot"
 MODEL_NODE = "MetaPrior"
 
@@ -185,8 +188,9 @@ def generation_strategy(prior: MetaPrior, mode: str = "mean", n_init: int = 1,
     """
     if not isinstance(prior, MetaPrior):
         raise ConfigError(f"prior must be a MetaPrior (got {type(prior).__name__})")
-    if mode not in MODES:
-        raise ConfigError(f"mode must be one of {MODES} (got {mode!r})")
+    if mode not in AX_MODES:
+        raise ConfigError(f"mode must be one of {AX_MODES} through Ax (got {mode!r}); mode "
+                          f"'shift' (an ensemble of GPs) works with metaprior.Optimizer")
     if isinstance(n_init, bool) or not isinstance(n_init, int) or n_init < 1:
         raise ConfigError(f"n_init must be a positive integer (got {n_init!r})")
     if zero_shot:

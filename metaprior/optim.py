@@ -44,7 +44,8 @@ class Optimizer:
         bounds: `2 x d` box, original units.
         prior: a `MetaPrior` for this family, or None for plain (uninformed) BO.
         seed: seeds the Sobol design and the acquisition optimiser; equal seeds, equal runs.
-        mode: how the prior enters the GP: "mean", "kernel" or "both".
+        mode: how the prior enters the GP: "mean", "kernel", "both" or "shift" (an ensemble
+            over the task's inferred translation; see `metaprior.shift`).
         n_init: Sobol points before the first GP (uninformed BO only; default d + 1).
         warm_start: with `prior=None`, replace the first Sobol point by this prior's zero-shot
             minimiser (the benchmark's ablation that isolates the warm start).

@@ -21,12 +21,12 @@ SEEDS = (0, 1)
 FAST = {"num_restarts": 2, "raw_samples": 32}
 
 
-def median_regret(prior) -> float:
+def median_regret(prior, mode: str = "mean") -> float:
     regrets = []
     for task in Branin().held_out_tasks(N_TASKS, seed=0):
         for seed in SEEDS:
             res = minimize(task.fn, task.bounds, budget=BUDGET, prior=prior, seed=seed,
-                           mode="mean", **FAST)
+                           mode=mode, **FAST)
             regrets.append((res.fun - task.y_min) / (task.y_max - task.y_min))
     assert all(r >= -1e-9 for r in regrets), regrets  # y_min really is the minimum
     return statistics.median(regrets)
@@ -34,7 +34,8 @@ def median_regret(prior) -> float:
 
 @pytest.fixture(scope="module")
 def regrets():
-    return {"prior": median_regret(branin_prior()), "uninformed": median_regret(None)}
+    return {"prior": median_regret(branin_prior()), "uninformed": median_regret(None),
+            "shift": median_regret(branin_prior(), mode="shift")}
 
 
 def test_prior_beats_uninformed_bo_at_five_evaluations(regrets):
@@ -43,3 +44,9 @@ def test_prior_beats_uninformed_bo_at_five_evaluations(regrets):
 
 def test_prior_is_near_the_optimum_at_five_evaluations(regrets):
     assert regrets["prior"] < 0.02, regrets
+
+
+def test_shift_mode_beats_uninformed_bo_at_five_evaluations(regrets):
+    # This small test prior (400 outer steps) gives mode "shift" about 0.010 here, 3.3x better
+    # than uninformed BO; the committed check's full prior gives it 1.6e-4 (benchmarks/results).
+    assert regrets["shift"] <= 0.5 * regrets["uninformed"], regrets

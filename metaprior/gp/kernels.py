@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import math
 
+import torch
 from gpytorch.kernels import Kernel, MaternKernel, ScaleKernel
 from gpytorch.priors import LogNormalPrior
 from torch import Tensor
@@ -49,9 +50,10 @@ def residual_lengthscale_prior(dim: int) -> LogNormalPrior:
     return LogNormalPrior(math.log(0.2) + 0.5 * math.log(dim), 0.5)
 
 
-def residual_kernel(dim: int, nu: float = 2.5, ard: bool = True) -> MaternKernel:
+def residual_kernel(dim: int, nu: float = 2.5, ard: bool = True,
+                    batch_shape: torch.Size = torch.Size()) -> MaternKernel:  # noqa: B008
     """Matern kernel for the GP's residual around the network mean, on `dim` inputs."""
-    return MaternKernel(nu=nu, ard_num_dims=dim if ard else None,
+    return MaternKernel(nu=nu, ard_num_dims=dim if ard else None, batch_shape=batch_shape,
                         lengthscale_prior=residual_lengthscale_prior(dim))
 
 

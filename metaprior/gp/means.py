@@ -29,8 +29,11 @@ class NetworkMean(Mean):
         self.register_buffer("scale", torch.tensor(float(scale), dtype=torch.float64))
 
     def set_output_map(self, offset: Tensor | float, scale: Tensor | float) -> None:
-        self.offset.copy_(torch.as_tensor(offset).reshape(()))
-        self.scale.copy_(torch.as_tensor(scale).reshape(()))
+        """The outcome transform's statistics: scalars, or `batch x 1 x 1` for a batched GP."""
+        offset, scale = torch.as_tensor(offset), torch.as_tensor(scale)
+        shape = offset.shape[:-2] + (1,) if offset.dim() > 2 else ()
+        self.offset = offset.reshape(shape).to(self.offset)
+        self.scale = scale.reshape(shape).to(self.scale)
 
     def forward(self, x: Tensor) -> Tensor:
         """`... x n x d` unit-cube inputs -> `... x n` means."""

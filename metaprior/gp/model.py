@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+import torch
 from botorch.models import SingleTaskGP
+from botorch.models.fully_bayesian import MCMC_DIM
 from botorch.models.transforms.input import InputTransform, Normalize
 from botorch.models.transforms.outcome import OutcomeTransform, Standardize
+from botorch.posteriors.fully_bayesian import GaussianMixturePosterior
 from botorch.utils.types import DEFAULT, _DefaultType
-from gpytorch.kernels import Kernel
+from gpytorch.kernels import Kernel, ScaleKernel
 from gpytorch.means import ConstantMean
 from torch import Tensor
 
@@ -14,11 +17,16 @@ from metaprior.errors import ConfigError, InputDataError
 from metaprior.gp.kernels import feature_kernel, residual_kernel
 from metaprior.gp.means import NetworkMean
 from metaprior.gp.network import FrozenNetwork
+from metaprior.gp.particles import ShiftEnsemble, thin
 from metaprior.gp.transforms import RESIDUAL_FLOOR, FloorStandardize
 from metaprior.prior import MetaPrior
+from metaprior.shift import ShiftPrior, infer_shift
 from metaprior.validation import check_X, check_Y
 
-MODES = ("mean", "kernel", "both")
+MODES = ("mean", "kernel", "both", "shift")
+# Mode "shift": ensemble members, each one posterior sample of the task's shift. Cost grows
+# linearly; 32 covers the few modes a handful of points leaves.
+N_MEMBERS = 32
 
 
 class MetaPriorModel(SingleTaskGP):
@@ -33,13 +41,17 @@ class MetaPriorModel(SingleTaskGP):
         train_Y: `n x 1` observations.
         prior: the `MetaPrior`.
         mode: "mean" (network mean, Matern residual kernel on inputs), "kernel" (constant mean,
-            `ScaleKernel(Matern)` on the network's features plus the residual kernel) or "both"
-            (network mean and that kernel).
+            `ScaleKernel(Matern)` on the network's features plus the residual kernel), "both"
+            (network mean and that kernel) or "shift" (no weight adaptation: the posterior over
+            a translation and output scale of the network, `metaprior.shift`, gives the mean
+            and a `ParticleKernel`, plus the residual kernel; needs a prior with a shift prior).
         train_Yvar: optional `n x 1` observation noise variances.
         input_transform: default `Normalize` to the prior's bounds (the network's unit cube).
         outcome_transform: default `FloorStandardize` (`Standardize` whose scale stays above 0.3
             of the family's output std); the network mean is mapped into its space.
         adapt_steps: inner steps of the adaptation (default: the prior's `adapt_steps`).
+        seed: seeds the adaptation's minibatch order and mode "shift"'s sampler.
+        n_members: mode "shift": GPs in the ensemble (posterior samples of the shift).
         covar_module: override the kernel (modes "mean" and "both" keep the network mean).
 
     Example:
@@ -52,7 +64,7 @@ class MetaPriorModel(SingleTaskGP):
                  input_transform: InputTransform | _DefaultType | None = DEFAULT,
                  outcome_transform: OutcomeTransform | _DefaultType | None = DEFAULT,
                  adapt_steps: int | None = None, covar_module: Kernel | None = None,
-                 likelihood=None) -> None:
+                 likelihood=None, seed: int = 0, n_members: int = N_MEMBERS) -> None:
         if mode not in MODES:
             raise ConfigError(f"mode must be one of {MODES} (got {mode!r})")
         if not isinstance(prior, MetaPrior):
@@ -64,16 +76,37 @@ class MetaPriorModel(SingleTaskGP):
                                  "use prior.predict (the zero-shot prior)")
         self.prior = prior
         self.mode = mode
-        self.adapted_prior = prior.adapt(train_X, train_Y, steps=adapt_steps)
-        network = FrozenNetwork(self.adapted_prior)
         if input_transform == DEFAULT:
             input_transform = Normalize(d=prior.dim, bounds=prior.bounds.to(train_X))
         if outcome_transform == DEFAULT:
             outcome_transform = FloorStandardize(RESIDUAL_FLOOR * prior.y_std)
-        mean_module = NetworkMean(network) if mode in ("mean", "both") else ConstantMean()
+        if mode == "shift":
+            self.adapted_prior = prior
+            self.shift_particles = infer_shift(prior, prior.to_unit(train_X),
+                                               prior.normalize_y(train_Y[:, 0]), seed=seed)
+            network = ShiftEnsemble(prior, thin(self.shift_particles, n_members))
+            # One GP per member: a batch of K copies of the data, mixed in `posterior`.
+            K = network.n_members
+            train_X, train_Y = train_X.repeat(K, 1, 1), train_Y.repeat(K, 1, 1)
+            train_Yvar = None if train_Yvar is None else train_Yvar.repeat(K, 1, 1)
+            if isinstance(outcome_transform, FloorStandardize):
+                outcome_transform = FloorStandardize(outcome_transform.floor,
+                                                     batch_shape=torch.Size([K]))
+            self._is_ensemble = True
+        else:
+            self.adapted_prior = prior.adapt(train_X, train_Y, steps=adapt_steps, seed=seed)
+            network = FrozenNetwork(self.adapted_prior)
+        mean_module = NetworkMean(network) if mode != "kernel" else ConstantMean()
+        covar_module_given = covar_module
         if covar_module is None:
             if mode == "mean":
                 covar_module = residual_kernel(prior.dim)
+            elif mode == "shift":
+                # Each member explains the task up to the meta-learned residual; this kernel
+                # carries that residual (its variance fixed in `_fix_residual_scale`).
+                K = torch.Size([network.n_members])
+                covar_module = ScaleKernel(residual_kernel(prior.dim, batch_shape=K),
+                                           batch_shape=K)
             else:
                 # The deep kernel alone correlates points whose features agree, so near the
                 # network's (possibly spurious) minimum it leaves no variance; an input-space
@@ -86,15 +119,40 @@ class MetaPriorModel(SingleTaskGP):
             tf = getattr(self, "outcome_transform", None)
             if isinstance(tf, Standardize):
                 self.mean_module.set_output_map(tf.means, tf.stdvs)
+                if mode == "shift" and covar_module_given is None:
+                    self._fix_residual_scale(tf.stdvs)
             elif tf is not None:
                 raise ConfigError(
                     f"mode {mode!r} needs a Standardize outcome transform or None, to map the "
                     f"network's output into the GP's space (got {type(tf).__name__})"
                 )
 
+    def _fix_residual_scale(self, stdv: Tensor) -> None:
+        """Mode "shift": the residual kernel's variance is the shift prior's meta-learned
+        residual (what the best shifted network leaves near a minimum), fixed, in standardised
+        units; left free, a few points' marginal likelihood inflates it until the members'
+        means no longer matter."""
+        resid = ShiftPrior.of(self.prior).resid_sd * self.prior.y_std / stdv.reshape(-1)
+        self.covar_module.outputscale = resid.square().to(self.covar_module.outputscale)
+        self.covar_module.raw_outputscale.requires_grad_(False)
+
+    def posterior(self, X: Tensor, output_indices=None, observation_noise=False,
+                  posterior_transform=None, **kwargs):
+        """As `SingleTaskGP.posterior`; mode "shift" returns the members' equally weighted
+        mixture (`GaussianMixturePosterior`, members along dimension -3 of its batch)."""
+        if self.mode != "shift":
+            return super().posterior(X, output_indices=output_indices,
+                                     observation_noise=observation_noise,
+                                     posterior_transform=posterior_transform, **kwargs)
+        posterior = super().posterior(X.unsqueeze(MCMC_DIM), output_indices=output_indices,
+                                      observation_noise=observation_noise,
+                                      posterior_transform=posterior_transform, **kwargs)
+        return GaussianMixturePosterior(distribution=posterior.distribution)
+
     @property
-    def network(self) -> FrozenNetwork:
+    def network(self) -> FrozenNetwork | ShiftEnsemble:
+        """The frozen adapted network (mode "shift": the mixture of shifted networks)."""
         for m in self.modules():
-            if isinstance(m, FrozenNetwork):
+            if isinstance(m, (FrozenNetwork, ShiftEnsemble)):
                 return m
         raise AttributeError("no network")  # unreachable: every mode holds one

@@ -23,10 +23,11 @@ class FloorStandardize(Standardize):
 
     Args:
         floor: the smallest scale, in the outcome's units.
+        batch_shape: batch shape of the outcomes (a batched GP's).
     """
 
-    def __init__(self, floor: float):
-        super().__init__(m=1)
+    def __init__(self, floor: float, batch_shape: torch.Size = torch.Size()):  # noqa: B008
+        super().__init__(m=1, batch_shape=batch_shape)
         self.floor = float(floor)
 
     def forward(self, Y: Tensor, Yvar: Tensor | None = None,

@@ -21,6 +21,7 @@ from metaprior.meta.checkpoint import load_checkpoint, save_checkpoint
 from metaprior.meta.memory import chunk_size_for_memory
 from metaprior.nets import init_params
 from metaprior.prior import MetaPrior
+from metaprior.shift import attach_shift_prior
 from metaprior.tasks.family import TaskBatch, TaskFamily, make_generator
 
 STATS_TASKS = 256  # tasks sampled once to estimate the family-level output mean and std
@@ -174,7 +175,8 @@ class ReptileTrainer:
 
 def meta_train(family: TaskFamily, config: ReptileConfig | None = None, seed: int = 0,
                device=None, progress: bool = True, checkpoint=None, resume: bool = False,
-               log_dir=None, max_steps: int | None = None) -> MetaPrior:
+               log_dir=None, max_steps: int | None = None,
+               shift_prior: bool = True) -> MetaPrior:
     """Meta-train a prior on `family` with batched Reptile.
 
     Args:
@@ -189,6 +191,8 @@ def meta_train(family: TaskFamily, config: ReptileConfig | None = None, seed: in
             uninterrupted run on CPU.
         log_dir: write TensorBoard scalars there (needs the `tensorboard` extra).
         max_steps: stop after this many outer steps in this call (the run can be resumed).
+        shift_prior: once training is complete, also estimate the prior over task shifts
+            that `MetaPriorModel(mode="shift")` needs (`metaprior.shift`; a few seconds).
 
     Returns:
         The meta-trained `MetaPrior`.
@@ -241,4 +245,7 @@ def meta_train(family: TaskFamily, config: ReptileConfig | None = None, seed: in
     if checkpoint is not None:
         trainer.save(checkpoint)
     dist_utils.barrier()  # no rank may reuse the checkpoint before rank 0 has written it
-    return trainer.snapshot()
+    prior = trainer.snapshot()
+    if shift_prior and trainer.step >= cfg.outer_steps:
+        attach_shift_prior(prior, family, seed=seed)
+    return prior

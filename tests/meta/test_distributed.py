@@ -50,19 +50,19 @@ WORKER = textwrap.dedent("""
     # Full run; each rank is given its own checkpoint path so that a write by rank 1 would
     # show up as a file.
     prior = meta_train(Branin(), cfg, seed={seed}, progress=False,
-                       checkpoint=out / f"rank{{rank}}" / "full.ckpt")
+                       checkpoint=out / f"rank{{rank}}" / "full.ckpt", shift_prior=False)
     if dist_utils.is_main_process():
         prior.save(out / "dist.prior")
     # Then an interrupted run on one shared checkpoint...
     meta_train(Branin(), cfg, seed={seed}, progress=False, checkpoint=out / "shared.ckpt",
-               max_steps={partial})
+               max_steps={partial}, shift_prior=False)
     if dist_utils.is_main_process():
         shutil.copy(out / "shared.ckpt", out / "partial.ckpt")
     # ... resumed by fresh trainers. Rank 0 writes the checkpoint as its meta_train returns:
     # the barrier keeps rank 1 from reading it before it exists.
     dist_utils.barrier()
     prior = meta_train(Branin(), cfg, seed={seed}, progress=False,
-                       checkpoint=out / "shared.ckpt", resume=True)
+                       checkpoint=out / "shared.ckpt", resume=True, shift_prior=False)
     if dist_utils.is_main_process():
         prior.save(out / "resumed.prior")
     dist_utils.barrier()
@@ -98,7 +98,7 @@ def runs(tmp_path_factory):
 
 @pytest.fixture(scope="module")
 def single():
-    return meta_train(Branin(), CFG, seed=SEED, progress=False)
+    return meta_train(Branin(), CFG, seed=SEED, progress=False, shift_prior=False)
 
 
 def test_two_processes_match_one_process(runs, single):
@@ -110,7 +110,7 @@ def test_two_processes_match_one_process(runs, single):
     assert diff < ATOL, f"2-process prior differs from 1-process by {diff}"
     # Training moved the weights far more than the tolerance: the comparison has teeth.
     init = meta_train(Branin(), dataclasses.replace(CFG, outer_steps=1), seed=SEED,
-                      progress=False)
+                      progress=False, shift_prior=False)
     assert max_diff(init, single) > 100 * ATOL
     assert dist.stats["loss_history"] == pytest.approx(single.stats["loss_history"], abs=1e-4)
 
@@ -135,7 +135,7 @@ def test_resume_under_two_processes(runs):
 
 def test_chunked_inner_loop_matches_unchunked(single):
     chunked = meta_train(Branin(), dataclasses.replace(CFG, chunk_size=3), seed=SEED,
-                         progress=False)
+                         progress=False, shift_prior=False)
     diff = max_diff(chunked, single)
     assert diff < ATOL, f"chunk_size=3 differs from chunk_size=None by {diff}"
 

@@ -51,7 +51,7 @@ def noise_family() -> FunctionFamily:
 def test_score_is_on_query_points_not_support():
     fam = noise_family()
     prior = meta_train(fam, small_config(outer_steps=5, grid_points=False), seed=0,
-                       progress=False)
+                       progress=False, shift_prior=False)
     df = evaluate_few_shot(prior, fam, shots=[1, 2], n_tasks=16, steps=100).set_index(
         ["shots", "method"]).mse
     # 100 steps fit one or two support points almost exactly ...
@@ -76,7 +76,7 @@ def test_table_family_uses_its_test_tasks():
     fam = TableFamily.from_dataframe(pd.DataFrame(rows), task="task", inputs=["x"], output="y",
                                      test_tasks=["t2", "t5"])
     cfg = small_config(outer_steps=3, tasks_per_step=2, points_per_task=10, grid_points=False)
-    prior = meta_train(fam, cfg, progress=False)
+    prior = meta_train(fam, cfg, progress=False, shift_prior=False)
     df = evaluate_few_shot(prior, fam, shots=[1, 5], n_tasks=2, n_query=20)
     assert len(df) == 6 and df.mse.notna().all()
     # 30 rows per task: K=29 plus 30 query points asks for more than a task holds, so the

@@ -91,9 +91,9 @@ def test_batched_adaptation_equals_one_task_at_a_time():
 
 def test_seeded_runs_are_reproducible():
     cfg = small_config(outer_steps=20)
-    a = meta_train(Logistic(), cfg, seed=3, progress=False)
-    b = meta_train(Logistic(), cfg, seed=3, progress=False)
-    c = meta_train(Logistic(), cfg, seed=4, progress=False)
+    a = meta_train(Logistic(), cfg, seed=3, progress=False, shift_prior=False)
+    b = meta_train(Logistic(), cfg, seed=3, progress=False, shift_prior=False)
+    c = meta_train(Logistic(), cfg, seed=4, progress=False, shift_prior=False)
     assert all(torch.equal(p, q) for p, q in zip(a.params, b.params, strict=True))
     assert not all(torch.equal(p, q) for p, q in zip(a.params, c.params, strict=True))
     assert (a.y_mean, a.y_std) == (b.y_mean, b.y_std)
@@ -102,10 +102,10 @@ def test_seeded_runs_are_reproducible():
 
 def test_chunked_inner_loop_matches_unchunked():
     cfg = small_config(outer_steps=15, tasks_per_step=8)
-    whole = meta_train(Sinusoid(), cfg, seed=1, progress=False)
+    whole = meta_train(Sinusoid(), cfg, seed=1, progress=False, shift_prior=False)
     for chunk in (3, 8, 50):
         parts = meta_train(Sinusoid(), dataclasses.replace(cfg, chunk_size=chunk), seed=1,
-                           progress=False)
+                           progress=False, shift_prior=False)
         for p, q in zip(whole.params, parts.params, strict=True):
             torch.testing.assert_close(p, q, rtol=1e-5, atol=1e-6)
 
@@ -130,8 +130,8 @@ def test_sgd_outer_step_is_the_reptile_update():
     fam = Logistic()
     cfg = small_config(outer_steps=1, tasks_per_step=6, outer_optimizer="sgd", outer_lr=0.5,
                        anneal=False, inner_steps=7)
-    theta0 = meta_train(fam, cfg, seed=2, progress=False, max_steps=0)
-    theta1 = meta_train(fam, cfg, seed=2, progress=False)
+    theta0 = meta_train(fam, cfg, seed=2, progress=False, max_steps=0, shift_prior=False)
+    theta1 = meta_train(fam, cfg, seed=2, progress=False, shift_prior=False)
     for t0, t1, g in zip(theta0.params, theta1.params, pseudo_gradient(fam, cfg, theta0, 2, 0),
                          strict=True):
         torch.testing.assert_close(t1, t0 - 0.5 * g, rtol=1e-5, atol=1e-6)
@@ -143,7 +143,8 @@ def test_nesterov_outer_steps_follow_the_momentum_recursion():
     fam = Logistic()
     cfg = small_config(outer_steps=2, tasks_per_step=4, outer_optimizer="nesterov",
                        outer_lr=0.3, anneal=False, inner_steps=5)
-    theta = [meta_train(fam, cfg, seed=1, progress=False, max_steps=k) for k in (0, 1, 2)]
+    theta = [meta_train(fam, cfg, seed=1, progress=False, max_steps=k,
+                        shift_prior=False) for k in (0, 1, 2)]
     mu, eps = OUTER_MOMENTUM, 0.3
     v = [torch.zeros_like(p) for p in theta[0].params]
     for t in (0, 1):
@@ -156,14 +157,15 @@ def test_nesterov_outer_steps_follow_the_momentum_recursion():
 def test_anneal_shrinks_late_steps():
     """With annealing the last of T steps uses eps / T, so it moves theta far less."""
     cfg = small_config(outer_steps=4, outer_optimizer="sgd", outer_lr=0.5)
-    runs = [meta_train(Logistic(), cfg, seed=0, progress=False, max_steps=k) for k in (3, 4)]
-    done = meta_train(Logistic(), cfg, seed=0, progress=False)
+    runs = [meta_train(Logistic(), cfg, seed=0, progress=False, max_steps=k,
+                       shift_prior=False) for k in (3, 4)]
+    done = meta_train(Logistic(), cfg, seed=0, progress=False, shift_prior=False)
     assert all(torch.equal(p, q) for p, q in zip(runs[1].params, done.params, strict=True))
     last = torch.cat([(q - p).flatten() for p, q in zip(runs[0].params, runs[1].params,
                                                        strict=True)])
     flat = dataclasses.replace(cfg, anneal=False)
-    a = meta_train(Logistic(), flat, seed=0, progress=False, max_steps=3)
-    b = meta_train(Logistic(), flat, seed=0, progress=False)
+    a = meta_train(Logistic(), flat, seed=0, progress=False, max_steps=3, shift_prior=False)
+    b = meta_train(Logistic(), flat, seed=0, progress=False, shift_prior=False)
     unannealed = torch.cat([(q - p).flatten() for p, q in zip(a.params, b.params, strict=True)])
     # Same theta_3 is not guaranteed (earlier steps differ too), but the ratio of step sizes
     # is about 1/4 (eps/4 vs eps) for similar pseudo-gradients.
@@ -183,12 +185,12 @@ def test_meta_init_beats_random_init(logistic_prior):
 
 def test_bad_arguments():
     with pytest.raises(TaskFamilyError, match="TaskFamily"):
-        meta_train("logistic", small_config(), progress=False)
+        meta_train("logistic", small_config(), progress=False, shift_prior=False)
     with pytest.raises(ConfigError, match="dict"):
-        meta_train(Logistic(), {"outer_steps": 2}, progress=False)
+        meta_train(Logistic(), {"outer_steps": 2}, progress=False, shift_prior=False)
     if not torch.cuda.is_available():
         with pytest.raises(ConfigError, match="cuda"):
-            meta_train(Logistic(), small_config(), device="cuda", progress=False)
+            meta_train(Logistic(), small_config(), device="cuda", progress=False, shift_prior=False)
     assert isinstance(ReptileConfig(), ReptileConfig)
 
 
@@ -202,8 +204,8 @@ def test_memory_budget_derives_a_smaller_chunk_with_the_same_result():
     assert 1 <= chunk < 64
     bounded = dataclasses.replace(cfg, max_memory_mb=budget)
     assert ReptileTrainer(Sinusoid(), bounded, 1, None).chunk == chunk
-    whole = meta_train(Sinusoid(), cfg, seed=1, progress=False)
-    parts = meta_train(Sinusoid(), bounded, seed=1, progress=False)
+    whole = meta_train(Sinusoid(), cfg, seed=1, progress=False, shift_prior=False)
+    parts = meta_train(Sinusoid(), bounded, seed=1, progress=False, shift_prior=False)
     for a, b in zip(whole.params, parts.params, strict=True):
         assert torch.allclose(a, b, atol=1e-5)
 

@@ -158,13 +158,13 @@ def test_meta_train_needs_enough_train_tasks():
     fam = make_family()  # 4 training tasks
     cfg = dataclasses.replace(ReptileConfig(), tasks_per_step=5, outer_steps=2)
     with pytest.raises(TaskFamilyError, match="4 training tasks.*tasks_per_step=5"):
-        meta_train(fam, cfg, progress=False)
+        meta_train(fam, cfg, progress=False, shift_prior=False)
 
 
 def test_meta_train_on_a_table_runs():
     fam = make_family()
     cfg = dataclasses.replace(ReptileConfig(), tasks_per_step=4, points_per_task=8,
                               outer_steps=3, inner_steps=2, hidden=(8,))
-    prior = meta_train(fam, cfg, progress=False)
+    prior = meta_train(fam, cfg, progress=False, shift_prior=False)
     assert prior.dim == 2 and prior.family == "table"
     assert all(torch.isfinite(p).all() for p in prior.params)

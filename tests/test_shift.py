@@ -1,0 +1,136 @@
+"""Task inference by translation: the meta-learned shift prior and the posterior over shifts.
+
+The family here is built from the prior's own network, `y = a * net(u - t) + b` with known
+`(t, a, b)`, so the right answers are known exactly.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+
+import pytest
+import torch
+from gp_helpers import branin_prior
+
+from metaprior.errors import ConfigError
+from metaprior.prior import MetaPrior
+from metaprior.shift import (
+    STATS_KEY,
+    ShiftPrior,
+    attach_shift_prior,
+    estimate_shift_prior,
+    infer_shift,
+    network_at,
+)
+from metaprior.tasks.synthetic import FunctionFamily
+
+T_MEAN = torch.tensor([0.03, -0.02], dtype=torch.float64)
+T_SD = torch.tensor([0.05, 0.03], dtype=torch.float64)
+
+
+def shifted_family(prior: MetaPrior) -> FunctionFamily:
+    """Tasks `a * net(u - t) + b` (normalised outputs mapped back to the prior's units)."""
+
+    def fn(X, p):
+        U = prior.to_unit(X)
+        t, a, b = p[..., :2].unsqueeze(-2), p[..., 2:3], p[..., 3:4]
+        z = network_at(prior, U - t)
+        return prior.unnormalize_y(a * z + b)
+
+    def sample(n, g):
+        t = T_MEAN + T_SD * torch.randn(n, 2, generator=g, dtype=torch.float64)
+        a = 1 + 0.05 * torch.randn(n, 1, generator=g, dtype=torch.float64)
+        b = 0.1 * torch.randn(n, 1, generator=g, dtype=torch.float64)
+        return torch.cat([t, a, b], -1)
+
+    return FunctionFamily(fn, prior.bounds, sample, name="shifted-net")
+
+
+@pytest.fixture(scope="module")
+def prior_and_family():
+    prior = branin_prior()
+    prior = MetaPrior(prior.params, prior.bounds, prior.y_mean, prior.y_std, prior.config)
+    family = shifted_family(prior)
+    attach_shift_prior(prior, family, n_tasks=64, n_points=400)
+    return prior, family
+
+
+def test_estimate_recovers_the_spread_of_known_shifts(prior_and_family):
+    prior, _ = prior_and_family
+    sp = ShiftPrior.of(prior)
+    # 64 tasks: the sample mean is within ~3 standard errors (sd / 8) of the truth
+    mean = torch.tensor(sp.mean, dtype=torch.float64)
+    torch.testing.assert_close(mean, T_MEAN, atol=float(3 * T_SD.max() / 8), rtol=0)
+    sd = torch.tensor(sp.cov).diagonal().sqrt()
+    assert ((sd / T_SD - 1).abs() < 0.35).all(), sd
+    # the tasks are exact shifts of the network: nothing is left near their minima
+    assert sp.resid_sd < 1e-3
+    assert 0.03 < sp.scale_sd < 0.08 and 0.06 < sp.offset_sd < 0.15
+
+
+def test_posterior_concentrates_on_the_true_shift(prior_and_family):
+    prior, family = prior_and_family
+    t_true = torch.tensor([0.08, -0.05], dtype=torch.float64)
+    U = torch.rand(6, 2, generator=torch.Generator().manual_seed(0), dtype=torch.float64)
+    y = 1.05 * network_at(prior, U - t_true) + 0.02
+    particles = infer_shift(prior, U, y, seed=0)
+    assert particles.t.shape == (256, 2)
+    assert (particles.t.mean(0) - t_true).abs().max() < 0.01
+    assert particles.t.std(0).max() < 0.01
+    assert (particles.a.mean() - 1.05).abs() < 0.02
+
+
+def test_without_data_the_particles_follow_the_prior(prior_and_family):
+    prior, _ = prior_and_family
+    sp = ShiftPrior.of(prior)
+    particles = infer_shift(prior, torch.empty(0, 2, dtype=torch.float64),
+                            torch.empty(0, dtype=torch.float64), n_particles=2000, seed=1)
+    sd = torch.tensor(sp.cov).diagonal().sqrt()
+    assert ((particles.t.std(0) / sd - 1).abs() < 0.15).all()
+    assert ((particles.t.mean(0) - torch.tensor(sp.mean)).abs() < 0.2 * sd).all()
+
+
+def test_inference_is_reproducible(prior_and_family):
+    prior, _ = prior_and_family
+    U = torch.rand(3, 2, generator=torch.Generator().manual_seed(1), dtype=torch.float64)
+    y = network_at(prior, U)
+    a, b = infer_shift(prior, U, y, seed=3), infer_shift(prior, U, y, seed=3)
+    assert torch.equal(a.t, b.t) and torch.equal(a.a, b.a)
+    c = infer_shift(prior, U, y, seed=4)
+    assert not torch.equal(a.t, c.t)
+
+
+def test_shift_prior_survives_the_prior_file(prior_and_family, tmp_path):
+    prior, _ = prior_and_family
+    path = tmp_path / "p.prior"
+    prior.save(path)
+    assert ShiftPrior.of(MetaPrior.load(path)) == ShiftPrior.of(prior)
+
+
+def test_a_prior_without_shift_prior_is_refused():
+    prior = branin_prior()
+    bare = MetaPrior(prior.params, prior.bounds, prior.y_mean, prior.y_std, prior.config)
+    assert STATS_KEY not in bare.stats
+    with pytest.raises(ConfigError, match="attach_shift_prior"):
+        infer_shift(bare, torch.rand(2, 2, dtype=torch.float64), torch.zeros(2, dtype=torch.float64))
+
+
+@pytest.mark.parametrize("field, value", [("resid_sd", -1.0), ("scale_sd", 0.0),
+                                          ("offset_sd", float("nan"))])
+def test_invalid_shift_prior_values_are_refused(prior_and_family, field, value):
+    sp = ShiftPrior.of(prior_and_family[0])
+    with pytest.raises(ConfigError, match=field):
+        dataclasses.replace(sp, **{field: value})
+
+
+def test_bad_sizes_are_refused(prior_and_family):
+    prior, family = prior_and_family
+    with pytest.raises(ConfigError, match="n_points"):
+        estimate_shift_prior(prior, family, n_tasks=8, n_points=5)
+
+
+def test_meta_train_attaches_a_shift_prior():
+    sp = ShiftPrior.of(branin_prior())
+    assert sp.dim == 2 and sp.n_tasks == 64
+    # Branin's variants move by up to 0.1 of the box: the learned spread is about that
+    assert all(0.02 < v**0.5 < 0.1 for v in torch.tensor(sp.cov).diagonal().tolist())
