@@ -117,3 +117,24 @@ def test_prior_without_shift_prior_is_refused():
     X, Y = data(3)
     with pytest.raises(ConfigError, match="shift prior"):
         MetaPriorModel(X, Y, bare, mode="shift")
+
+
+def test_condition_on_observations_adds_the_point_to_every_member(model):
+    X, _, m = model
+    x_new = torch.tensor([[2.0, 7.0]], dtype=torch.float64)
+    before = m.posterior(x_new)
+    cond = m.condition_on_observations(x_new, torch.tensor([[3.0]], dtype=torch.float64))
+    after = cond.posterior(x_new)
+    assert cond.train_inputs[0].shape == (N_MEMBERS, X.shape[0] + 1, 2)
+    assert after.mixture_variance.item() < before.mixture_variance.item()
+    assert abs(after.mixture_mean.item() - 3.0) < abs(before.mixture_mean.item() - 3.0)
+
+
+def test_fantasize_gives_one_ensemble_per_sample(model):
+    X, _, m = model
+    fm = m.fantasize(torch.tensor([[0.0, 5.0], [5.0, 10.0]], dtype=torch.float64),
+                     sampler=SobolQMCNormalSampler(torch.Size([4]), seed=0))
+    assert fm.train_inputs[0].shape == (4, N_MEMBERS, X.shape[0] + 2, 2)
+    post = fm.posterior(torch.tensor([[1.0, 1.0], [8.0, 3.0]], dtype=torch.float64))
+    assert post.mixture_mean.shape == (4, 2, 1)
+    assert torch.isfinite(post.mixture_mean).all() and (post.mixture_variance > 0).all()
