@@ -7,7 +7,8 @@ runs `minimize` with budget 20 and the Optimizer's defaults; the metric is the n
 and seeds at 1, 5, 10 and 20 evaluations.
 
 Target: the prior's median regret at 5 evaluations is below uninformed BO's at 20, on both.
-Methods: uninformed BO ("none"), the prior in each mode, and both with a trust region ("+tr").
+Methods: uninformed BO ("none"), the prior in each mode (including "shift", which infers the
+task's translation of the network), and "none"/"mean" with a trust region ("+tr").
 
     OMP_NUM_THREADS=1 .venv/bin/python -m benchmarks.bo_quality           # about 10 min per family
     OMP_NUM_THREADS=1 .venv/bin/python -m benchmarks.bo_quality --quick   # about 1 min
@@ -17,6 +18,9 @@ The committed results ran one process per family, side by side on our two cores:
     python -m benchmarks.bo_quality --families forrester --out benchmarks/results/bo_quality_forrester.csv
     python -m benchmarks.bo_quality --families branin --out benchmarks/results/bo_quality_branin.csv
     python -m benchmarks.bo_quality --from-csv benchmarks/results/bo_quality_*.csv
+
+Mode "shift" was added later, into its own files (`--methods shift --out
+benchmarks/results/bo_quality_<family>_shift.csv`); the glob above picks them up.
 """
 
 from __future__ import annotations

@@ -10,9 +10,10 @@ import dataclasses
 
 import pytest
 import torch
-from gp_helpers import branin_prior
+from gp_helpers import branin_prior, quick_config
 
 from metaprior.errors import ConfigError
+from metaprior.meta.reptile import meta_train
 from metaprior.prior import MetaPrior
 from metaprior.shift import (
     STATS_KEY,
@@ -22,6 +23,7 @@ from metaprior.shift import (
     infer_shift,
     network_at,
 )
+from metaprior.tasks import Forrester
 from metaprior.tasks.synthetic import FunctionFamily
 
 T_MEAN = torch.tensor([0.03, -0.02], dtype=torch.float64)
@@ -134,3 +136,11 @@ def test_meta_train_attaches_a_shift_prior():
     assert sp.dim == 2 and sp.n_tasks == 64
     # Branin's variants move by up to 0.1 of the box: the learned spread is about that
     assert all(0.02 < v**0.5 < 0.1 for v in torch.tensor(sp.cov).diagonal().tolist())
+
+
+def test_meta_train_can_skip_it_and_unfinished_runs_skip_it():
+    skipped = meta_train(Forrester(), quick_config(3), progress=False, shift_prior=False)
+    unfinished = meta_train(Forrester(), quick_config(3), progress=False, max_steps=2)
+    finished = meta_train(Forrester(), quick_config(3), progress=False)
+    assert STATS_KEY not in skipped.stats and STATS_KEY not in unfinished.stats
+    assert ShiftPrior.of(finished).dim == 1
