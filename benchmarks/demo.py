@@ -23,7 +23,7 @@ from benchmarks.run import COLUMNS, run_one
 from metaprior.meta.evaluate import few_shot_table
 
 FAMILY = "branin"
-METHODS = ["random", "bo", "metaprior-mean", "metaprior-both"]
+METHODS = ["random", "bo", "metaprior-mean", "metaprior-both", "metaprior-shift"]
 
 
 def main(argv=None) -> int:
