@@ -149,6 +149,11 @@ def cmd_train(args) -> int:
 
 # ---- info ------------------------------------------------------------------------------
 def cmd_info(args) -> int:
+    import torch
+
+    from metaprior.shift import STATS_KEY as SHIFT_STATS_KEY
+    from metaprior.shift import ShiftPrior
+
     prior, path = load_prior(args.path)
     header = prior.header()
     size = path.stat().st_size
@@ -159,6 +164,7 @@ def cmd_info(args) -> int:
     lo, hi = prior.bounds.tolist()
     stats = dict(prior.stats)
     history = stats.pop("loss_history", None)
+    shift = stats.pop(SHIFT_STATS_KEY, None)
     rows = [
         ("file", f"{path} ({human_size(size)})"),
         ("format", f"metaprior version {header['format_version']}"),
@@ -173,6 +179,13 @@ def cmd_info(args) -> int:
         rows.append(("adapted", f"to {prior.n_adapted} observations"))
     rows.append(("config", ", ".join(f"{k}={v}" for k, v in prior.config.to_dict().items())))
     rows.append(("training", ", ".join(f"{k}={v}" for k, v in sorted(stats.items())) or "-"))
+    if shift:
+        sp = ShiftPrior.from_dict(shift)
+        sd = ", ".join(f"{v**0.5:.3g}" for v in torch.tensor(sp.cov).diagonal().tolist())
+        rows.append(("shift", f"t mean [{', '.join(f'{v:.3g}' for v in sp.mean)}], sd [{sd}] "
+                              f"(unit cube); residual {sp.resid_sd:.3g}, scale sd "
+                              f"{sp.scale_sd:.3g}, offset sd {sp.offset_sd:.3g} "
+                              f"({sp.n_tasks} tasks; mode 'shift')"))
     if history:
         rows.append(("loss", f"{history[0]:.4g} (first logged) -> {history[-1]:.4g} (last), "
                              f"pre-adaptation MSE, standardised outputs"))

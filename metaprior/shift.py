@@ -170,6 +170,9 @@ def estimate_shift_prior(prior: MetaPrior, family: TaskFamily, n_tasks: int = 64
     `GLOBAL_POINTS` of each task's points. The residual scale comes from refits on each task's `LOCAL_POINTS`
     points nearest to its lowest one (the median RMS over tasks).
     """
+    if family.dim != prior.dim:
+        raise ConfigError(f"family {family.name!r} has dimension {family.dim}, the prior "
+                          f"{prior.dim}")
     if n_tasks < 2 or n_points < LOCAL_POINTS:
         raise ConfigError(f"need n_tasks >= 2 and n_points >= {LOCAL_POINTS} (got {n_tasks}, "
                           f"{n_points})")

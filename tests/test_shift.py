@@ -129,6 +129,8 @@ def test_bad_sizes_are_refused(prior_and_family):
     prior, family = prior_and_family
     with pytest.raises(ConfigError, match="n_points"):
         estimate_shift_prior(prior, family, n_tasks=8, n_points=5)
+    with pytest.raises(ConfigError, match="dimension 1, the prior 2"):
+        estimate_shift_prior(prior, Forrester())
 
 
 def test_meta_train_attaches_a_shift_prior():
