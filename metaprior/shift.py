@@ -20,13 +20,14 @@ over all of Branin), which a local `(a, b)` absorbs, leaving about 0.003 near th
 
 from __future__ import annotations
 
+import dataclasses
 import math
 from dataclasses import asdict, dataclass
 
 import torch
 from torch import Tensor
 
-from metaprior.errors import ConfigError
+from metaprior.errors import ConfigError, InputDataError
 from metaprior.nets import forward
 from metaprior.prior import MetaPrior
 from metaprior.tasks.family import TaskFamily, make_generator
@@ -66,9 +67,13 @@ class ShiftPrior:
 
     def __post_init__(self):
         d = len(self.mean)
+        if d < 1 or not all(math.isfinite(v) for v in self.mean):
+            raise ConfigError(f"shift prior mean must be finite, length >= 1 (got {self.mean})")
         cov = torch.as_tensor(self.cov, dtype=torch.float64)
         if cov.shape != (d, d) or not torch.isfinite(cov).all():
             raise ConfigError(f"shift prior cov must be a finite {d} x {d} matrix (got {self.cov})")
+        if torch.linalg.cholesky_ex(cov).info != 0:
+            raise ConfigError(f"shift prior cov must be positive definite (got {self.cov})")
         for name in ("resid_sd", "scale_sd", "offset_sd"):
             value = getattr(self, name)
             if not (math.isfinite(value) and value > 0):
@@ -83,6 +88,11 @@ class ShiftPrior:
 
     @classmethod
     def from_dict(cls, d: dict) -> ShiftPrior:
+        fields = {f.name for f in dataclasses.fields(cls)}
+        if not isinstance(d, dict) or set(d) != fields:
+            got = sorted(d) if isinstance(d, dict) else type(d).__name__
+            raise ConfigError(f"a shift prior needs exactly the fields {sorted(fields)} "
+                              f"(got {got})")
         return cls(**d)
 
     @classmethod
@@ -211,12 +221,12 @@ def attach_shift_prior(prior: MetaPrior, family: TaskFamily, **kwargs) -> ShiftP
 
 @dataclass
 class ShiftParticles:
-    """Equally weighted posterior samples of the task embedding.
+    """Equally weighted posterior samples of the shift, with the output map they imply.
 
     Attributes:
-        t: `P x d` shifts (unit cube).
-        a: `P` output scales.
-        b: `P` output offsets (normalised outputs).
+        t: `P x d` shifts (unit cube), samples of the posterior.
+        a: `P` output scales: the posterior mean of `a` given each `t` (not samples).
+        b: `P` output offsets (normalised outputs), likewise conditional posterior means.
     """
 
     t: Tensor
@@ -249,8 +259,9 @@ def infer_shift(prior: MetaPrior, U: Tensor, y: Tensor, n_particles: int = 256,
     """Posterior samples of `(t, a, b)` given observations, for the prior's stored shift prior.
 
     Importance sampling from the widened prior, resampling to `n_particles`, then `mh_steps`
-    random-walk Metropolis-Hastings moves per particle (step: half the particles' spread), which
-    let the particles follow a posterior far narrower than the proposals' spacing.
+    random-walk Metropolis-Hastings moves per particle (step: half the resampled particles'
+    spread, at least the proposals' spacing), which let the particles follow a posterior far
+    narrower than that spacing.
 
     Args:
         prior: a `MetaPrior` with a shift prior (`attach_shift_prior`).
@@ -262,6 +273,17 @@ def infer_shift(prior: MetaPrior, U: Tensor, y: Tensor, n_particles: int = 256,
     d = prior.dim
     if sp.dim != d:
         raise ConfigError(f"shift prior has dimension {sp.dim}, the prior {d}")
+    for name, value, low in (("n_particles", n_particles, 1), ("n_proposals", n_proposals, 1),
+                             ("mh_steps", mh_steps, 0)):
+        if isinstance(value, bool) or not isinstance(value, int) or value < low:
+            raise ConfigError(f"{name} must be an integer >= {low} (got {value!r})")
+    if U.dim() != 2 or U.shape[-1] != d or y.shape != U.shape[:1]:
+        raise InputDataError(f"need U of shape n x {d} and y of shape n (got {tuple(U.shape)} "
+                             f"and {tuple(y.shape)})")
+    if not torch.isfinite(y).all():
+        raise InputDataError(f"y has NaN or inf: {y.tolist()}")
+    # A few thousand small network evaluations: CPU float64, wherever the data live.
+    U, y = U.detach().to("cpu", torch.float64), y.detach().to("cpu", torch.float64)
     g = make_generator(seed, "shift-posterior", U.shape[0])
     mean = torch.tensor(sp.mean, dtype=torch.float64)
     cov = torch.tensor(sp.cov, dtype=torch.float64)
@@ -287,8 +309,14 @@ def infer_shift(prior: MetaPrior, U: Tensor, y: Tensor, n_particles: int = 256,
         idx = torch.multinomial(torch.softmax(log_w, 0), n_particles, replacement=True,
                                 generator=g)
         t, lp, ab = proposals[idx], lp[idx], ab[idx]
+        # One random-walk step size for all moves, fixed after resampling (so each particle's
+        # chain is a valid Metropolis-Hastings chain): half the resampled spread, but no less
+        # than the proposals' spacing, so that particles that resampling collapsed onto a few
+        # proposals can spread over the posterior again.
+        spacing = PROPOSAL_WIDENING * chol.diagonal() * n_proposals ** (-1 / d)
+        spread = t.std(0) if n_particles > 1 else torch.zeros(d, dtype=torch.float64)
+        step = torch.maximum(0.5 * spread, spacing)
         for _ in range(mh_steps):
-            step = 0.5 * t.std(0).clamp(min=1e-6) if n_particles > 1 else chol.diagonal() * 0.1
             proposal = t + torch.randn(n_particles, d, generator=g, dtype=torch.float64) * step
             lp_new, ab_new = log_target(proposal)
             accept = torch.rand(n_particles, generator=g, dtype=torch.float64).log() < lp_new - lp

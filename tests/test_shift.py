@@ -12,12 +12,13 @@ import pytest
 import torch
 from gp_helpers import branin_prior, quick_config
 
-from metaprior.errors import ConfigError
+from metaprior.errors import ConfigError, InputDataError
 from metaprior.meta.reptile import meta_train
 from metaprior.prior import MetaPrior
 from metaprior.shift import (
     STATS_KEY,
     ShiftPrior,
+    _profile_affine,
     attach_shift_prior,
     estimate_shift_prior,
     infer_shift,
@@ -146,3 +147,49 @@ def test_meta_train_can_skip_it_and_unfinished_runs_skip_it():
     finished = meta_train(Forrester(), quick_config(3), progress=False)
     assert STATS_KEY not in skipped.stats and STATS_KEY not in unfinished.stats
     assert ShiftPrior.of(finished).dim == 1
+
+
+def test_particles_match_a_grid_posterior(prior_and_family):
+    """Three points leave a posterior of finite width: the particles' mean and spread must match
+    a brute-force grid of the same density (prior x likelihood with a, b integrated out)."""
+    prior, _ = prior_and_family
+    original = ShiftPrior.of(prior)
+    sp = dataclasses.replace(original, resid_sd=0.02)  # wide enough for a grid to resolve
+    prior.stats[STATS_KEY] = sp.to_dict()
+    try:
+        U = torch.tensor([[0.2, 0.7], [0.3, 0.8], [0.1, 0.9]], dtype=torch.float64)
+        y = network_at(prior, U - torch.tensor([0.05, -0.03], dtype=torch.float64))
+        particles = infer_shift(prior, U, y, n_particles=1000, seed=0)
+        axis = torch.linspace(-0.25, 0.25, 201, dtype=torch.float64)
+        grid = torch.cartesian_prod(axis, axis) + torch.tensor(sp.mean, dtype=torch.float64)
+        _, log_lik = _profile_affine(network_at(prior, U.unsqueeze(0) - grid.unsqueeze(1)), y, sp)
+        diff = grid - torch.tensor(sp.mean, dtype=torch.float64)
+        prec = torch.linalg.inv(torch.tensor(sp.cov, dtype=torch.float64))
+        w = torch.softmax(log_lik - 0.5 * ((diff @ prec) * diff).sum(-1), 0)
+        g_mean = (w.unsqueeze(-1) * grid).sum(0)
+        g_sd = (w.unsqueeze(-1) * (grid - g_mean) ** 2).sum(0).sqrt()
+        assert ((particles.t.mean(0) - g_mean).abs() < 0.3 * g_sd + 2e-3).all(), (
+            particles.t.mean(0), g_mean, g_sd)
+        ratio = particles.t.std(0) / g_sd
+        assert ((ratio > 0.6) & (ratio < 1.5)).all(), (particles.t.std(0), g_sd)
+    finally:
+        prior.stats[STATS_KEY] = original.to_dict()
+
+
+def test_bad_inference_inputs_are_refused(prior_and_family):
+    prior, _ = prior_and_family
+    U = torch.rand(3, 2, dtype=torch.float64)
+    with pytest.raises(InputDataError, match="shape"):
+        infer_shift(prior, U, torch.zeros(4, dtype=torch.float64))
+    with pytest.raises(InputDataError, match="NaN"):
+        infer_shift(prior, U, torch.tensor([0.0, float("nan"), 1.0], dtype=torch.float64))
+    with pytest.raises(ConfigError, match="n_particles"):
+        infer_shift(prior, U, torch.zeros(3, dtype=torch.float64), n_particles=0)
+
+
+def test_bad_shift_prior_contents_are_refused(prior_and_family):
+    sp = ShiftPrior.of(prior_and_family[0])
+    with pytest.raises(ConfigError, match="positive definite"):
+        dataclasses.replace(sp, cov=[[1.0, 2.0], [2.0, 1.0]])
+    with pytest.raises(ConfigError, match="exactly the fields"):
+        ShiftPrior.from_dict({**sp.to_dict(), "extra": 1})

@@ -44,9 +44,10 @@ class MetaPriorModel(SingleTaskGP):
         prior: the `MetaPrior`.
         mode: "mean" (network mean, Matern residual kernel on inputs), "kernel" (constant mean,
             `ScaleKernel(Matern)` on the network's features plus the residual kernel), "both"
-            (network mean and that kernel) or "shift" (no weight adaptation: the posterior over
-            a translation and output scale of the network, `metaprior.shift`, gives the mean
-            and a `ParticleKernel`, plus the residual kernel; needs a prior with a shift prior).
+            (network mean and that kernel) or "shift" (no weight adaptation: a batch of GPs, one
+            per posterior sample of the network's translation (`metaprior.shift`), each with
+            the shifted network as mean and a residual kernel of fixed variance, mixed in
+            `posterior`; needs a prior with a shift prior).
         train_Yvar: optional `n x 1` observation noise variances.
         input_transform: default `Normalize` to the prior's bounds (the network's unit cube).
         outcome_transform: default `FloorStandardize` (`Standardize` whose scale stays above 0.3
@@ -76,6 +77,8 @@ class MetaPriorModel(SingleTaskGP):
         if train_X.shape[0] < 1:
             raise InputDataError("MetaPriorModel needs at least one observation; with none, "
                                  "use prior.predict (the zero-shot prior)")
+        if isinstance(n_members, bool) or not isinstance(n_members, int) or n_members < 1:
+            raise ConfigError(f"n_members must be a positive integer (got {n_members!r})")
         self.prior = prior
         self.mode = mode
         if input_transform == DEFAULT:
@@ -94,6 +97,9 @@ class MetaPriorModel(SingleTaskGP):
             if isinstance(outcome_transform, FloorStandardize):
                 outcome_transform = FloorStandardize(outcome_transform.floor,
                                                      batch_shape=torch.Size([K]))
+            elif isinstance(outcome_transform, Standardize):
+                outcome_transform = Standardize(m=1, batch_shape=torch.Size([K]),
+                                                min_stdv=outcome_transform._min_stdv)
             self._is_ensemble = True
         else:
             self.adapted_prior = prior.adapt(train_X, train_Y, steps=adapt_steps, seed=seed)
@@ -117,6 +123,9 @@ class MetaPriorModel(SingleTaskGP):
         super().__init__(train_X, train_Y, train_Yvar=train_Yvar, likelihood=likelihood,
                          covar_module=covar_module, mean_module=mean_module,
                          outcome_transform=outcome_transform, input_transform=input_transform)
+        if mode == "shift" and covar_module_given is None \
+                and getattr(self, "outcome_transform", None) is None:
+            self._fix_residual_scale(torch.ones(1, dtype=train_X.dtype))
         if isinstance(self.mean_module, NetworkMean):
             tf = getattr(self, "outcome_transform", None)
             if isinstance(tf, Standardize):
@@ -157,8 +166,8 @@ class MetaPriorModel(SingleTaskGP):
         if self.mode == "shift":
             if X.dim() == 2 and Y.dim() == 2:
                 X, Y = X.repeat(*self.batch_shape, 1, 1), Y.repeat(*self.batch_shape, 1, 1)
-            elif X.dim() < Y.dim():  # fantasies: samples x members x q x 1
-                X = X.expand(*Y.shape[:-2], *X.shape[-2:])
+            elif X.dim() < Y.dim():  # fantasies: samples x batch x members x q x 1
+                X = X.unsqueeze(MCMC_DIM).expand(*Y.shape[:-2], *X.shape[-2:])
         return super().condition_on_observations(X, Y, **kwargs)
 
     @property

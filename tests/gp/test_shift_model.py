@@ -138,3 +138,38 @@ def test_fantasize_gives_one_ensemble_per_sample(model):
     post = fm.posterior(torch.tensor([[1.0, 1.0], [8.0, 3.0]], dtype=torch.float64))
     assert post.mixture_mean.shape == (4, 2, 1)
     assert torch.isfinite(post.mixture_mean).all() and (post.mixture_variance > 0).all()
+
+
+def test_fantasize_keeps_each_batch_with_its_own_points(model):
+    X, _, m = model
+    lo, hi = Branin().bounds
+    Xf = lo + torch.rand(3, 2, 2, generator=torch.Generator().manual_seed(1),
+                         dtype=torch.float64) * (hi - lo)  # 3 batches of q=2 points
+    fm = m.fantasize(Xf, sampler=SobolQMCNormalSampler(torch.Size([4]), seed=0))
+    inputs = fm.train_inputs[0]
+    assert inputs.shape == (4, 3, N_MEMBERS, X.shape[0] + 2, 2)
+    normalized = m.input_transform(Xf)
+    for j in range(3):  # every sample and member of batch j sees batch j's points
+        torch.testing.assert_close(inputs[:, j, :, -2:], normalized[j].expand(4, N_MEMBERS, 2, 2))
+
+
+@pytest.mark.parametrize("transform", ["standardize", "none"])
+def test_other_outcome_transforms_work_and_keep_the_residual_fixed(transform):
+    from botorch.models.transforms.outcome import Standardize
+
+    X, Y = data(5)
+    tf = Standardize(m=1) if transform == "standardize" else None
+    m = MetaPriorModel(X, Y, branin_prior(), mode="shift", outcome_transform=tf)
+    fit_gpytorch_mll(ExactMarginalLogLikelihood(m.likelihood, m))
+    assert not m.covar_module.raw_outputscale.requires_grad
+    scale = m.outcome_transform.stdvs.reshape(-1) if tf is not None else 1.0
+    expected = (ShiftPrior.of(branin_prior()).resid_sd * branin_prior().y_std / scale) ** 2
+    torch.testing.assert_close(m.covar_module.outputscale,
+                               torch.as_tensor(expected, dtype=torch.float64).expand(N_MEMBERS))
+    assert (m.posterior(X).mixture_mean - Y).abs().max() < 0.2 * Y.std()
+
+
+def test_bad_member_count_is_refused():
+    X, Y = data(3)
+    with pytest.raises(ConfigError, match="n_members"):
+        MetaPriorModel(X, Y, branin_prior(), mode="shift", n_members=0)
