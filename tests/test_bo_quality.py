@@ -50,4 +50,6 @@ def test_shift_mode_beats_uninformed_bo_at_five_evaluations(regrets):
     # This small test prior (400 outer steps) gives mode "shift" about 0.012 here, 2.7x better
     # than uninformed BO (0.033); the committed check's full prior gives it 6.2e-5
     # (benchmarks/results/bo_quality_branin_shift.csv).
-    assert regrets["shift"] <= 0.5 * regrets["uninformed"], regrets
+    # (0.75x, not the mean mode's 0.5x: with this small prior the gap is 2.7x, and the bar
+    # keeps a 2x margin against float differences that could change a run's path.)
+    assert regrets["shift"] <= 0.75 * regrets["uninformed"], regrets
