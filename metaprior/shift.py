@@ -28,7 +28,6 @@ import torch
 from torch import Tensor
 
 from metaprior.errors import ConfigError, InputDataError
-from metaprior.nets import forward
 from metaprior.prior import MetaPrior
 from metaprior.tasks.family import TaskFamily, make_generator
 
@@ -106,11 +105,6 @@ class ShiftPrior:
         return cls.from_dict(prior.stats[STATS_KEY])
 
 
-def network_at(prior: MetaPrior, U: Tensor) -> Tensor:
-    """The prior's (unadapted) network in float64 on `... x n x d` unit-cube inputs: `... x n`."""
-    return forward([p.to(device=U.device, dtype=torch.float64) for p in prior.params], U)
-
-
 def _affine_fit(z: Tensor, y: Tensor, w: Tensor) -> tuple[Tensor, Tensor]:
     """Weighted least squares of `y ~ a z + b` along the last dim; returns `a`, `b`."""
     sw = w.sum(-1).clamp(min=1e-12)
@@ -131,10 +125,10 @@ def fit_shifts(prior: MetaPrior, U: Tensor, y: Tensor, w: Tensor, n_screen: int 
     """Least-squares `(t, a, b)` of `a * net(u - t) + b` for each of B tasks.
 
     A screen of `n_screen` shifts in `[-0.3, 0.3]^d` (on the first `SCREEN_POINTS` points)
-    picks each task's start (the loss has a
-    local minimum wherever one of the network's basins meets one of the task's), then L-BFGS
-    polishes all tasks at once: their losses are independent, so the sum's optimum is each
-    task's. `a` and `b` are solved in closed form inside the loss.
+    picks each task's start (the loss has a local minimum wherever one of the network's basins
+    meets one of the task's), then L-BFGS polishes all tasks at once: their losses are
+    independent, so the sum's optimum is each task's. `a` and `b` are solved in closed form
+    inside the loss. Inputs are float64, so the network runs in float64 (`MetaPrior.net`).
 
     Args:
         prior: the prior whose network is shifted.
@@ -152,7 +146,7 @@ def fit_shifts(prior: MetaPrior, U: Tensor, y: Tensor, w: Tensor, n_screen: int 
         screen[0] = 0.0
         m = min(U.shape[-2], SCREEN_POINTS)  # the screen only has to find the right basin
         with torch.no_grad():
-            sse = torch.stack([_weighted_sse(network_at(prior, U[..., :m, :] - t), y[..., :m],
+            sse = torch.stack([_weighted_sse(prior.net(U[..., :m, :] - t), y[..., :m],
                                              w[..., :m]) for t in screen])
         start = screen[sse.argmin(0)]
     t = start.clone().requires_grad_(True)  # B x d
@@ -160,7 +154,7 @@ def fit_shifts(prior: MetaPrior, U: Tensor, y: Tensor, w: Tensor, n_screen: int 
 
     def closure():
         opt.zero_grad()
-        loss = _weighted_sse(network_at(prior, U - t.unsqueeze(-2)), y, w).sum()
+        loss = _weighted_sse(prior.net(U - t.unsqueeze(-2)), y, w).sum()
         loss.backward()
         return loss
 
@@ -168,7 +162,7 @@ def fit_shifts(prior: MetaPrior, U: Tensor, y: Tensor, w: Tensor, n_screen: int 
         opt.step(closure)
     t = t.detach()
     with torch.no_grad():
-        a, b = _affine_fit(network_at(prior, U - t.unsqueeze(-2)), y, w)
+        a, b = _affine_fit(prior.net(U - t.unsqueeze(-2)), y, w)
     return t, a, b
 
 
@@ -177,8 +171,8 @@ def estimate_shift_prior(prior: MetaPrior, family: TaskFamily, n_tasks: int = 64
     """Fit `(t, a, b)` on `n_tasks` training tasks of `family` and summarise their spread.
 
     The shift's mean and covariance and the spreads of `a` and `b` come from fits on the first
-    `GLOBAL_POINTS` of each task's points. The residual scale comes from refits on each task's `LOCAL_POINTS`
-    points nearest to its lowest one (the median RMS over tasks).
+    `GLOBAL_POINTS` of each task's points. The residual scale comes from refits on each task's
+    `LOCAL_POINTS` points nearest to its lowest one (the median RMS over tasks).
     """
     if family.dim != prior.dim:
         raise ConfigError(f"family {family.name!r} has dimension {family.dim}, the prior "
@@ -201,7 +195,7 @@ def estimate_shift_prior(prior: MetaPrior, family: TaskFamily, n_tasks: int = 64
     y_near, w_near = y.gather(1, near), w.gather(1, near)
     t_near, a_near, b_near = fit_shifts(prior, U_near, y_near, w_near, start=t)
     with torch.no_grad():
-        fit = a_near.unsqueeze(-1) * network_at(prior, U_near - t_near.unsqueeze(-2))
+        fit = a_near.unsqueeze(-1) * prior.net(U_near - t_near.unsqueeze(-2))
         resid = y_near - fit - b_near.unsqueeze(-1)
     rms = ((w_near * resid.square()).sum(-1) / w_near.sum(-1).clamp(min=1)).sqrt()
     d = U.shape[-1]
@@ -297,7 +291,7 @@ def infer_shift(prior: MetaPrior, U: Tensor, y: Tensor, n_particles: int = 256,
     def log_target(t: Tensor) -> tuple[Tensor, Tensor]:
         if U.shape[0] == 0:
             return log_prior(t), torch.tensor([[1.0, 0.0]], dtype=torch.float64).expand(len(t), 2)
-        z = network_at(prior, U.unsqueeze(-3) - t.unsqueeze(-2))
+        z = prior.net(U.unsqueeze(-3) - t.unsqueeze(-2))
         ab, log_lik = _profile_affine(z, y, sp)
         return log_lik + log_prior(t), ab
 

@@ -22,7 +22,6 @@ from metaprior.shift import (
     attach_shift_prior,
     estimate_shift_prior,
     infer_shift,
-    network_at,
 )
 from metaprior.tasks import Forrester
 from metaprior.tasks.synthetic import FunctionFamily
@@ -37,7 +36,7 @@ def shifted_family(prior: MetaPrior) -> FunctionFamily:
     def fn(X, p):
         U = prior.to_unit(X)
         t, a, b = p[..., :2].unsqueeze(-2), p[..., 2:3], p[..., 3:4]
-        z = network_at(prior, U - t)
+        z = prior.net(U - t)
         return prior.unnormalize_y(a * z + b)
 
     def sample(n, g):
@@ -75,7 +74,7 @@ def test_posterior_concentrates_on_the_true_shift(prior_and_family):
     prior, family = prior_and_family
     t_true = torch.tensor([0.08, -0.05], dtype=torch.float64)
     U = torch.rand(6, 2, generator=torch.Generator().manual_seed(0), dtype=torch.float64)
-    y = 1.05 * network_at(prior, U - t_true) + 0.02
+    y = 1.05 * prior.net(U - t_true) + 0.02
     particles = infer_shift(prior, U, y, seed=0)
     assert particles.t.shape == (256, 2)
     assert (particles.t.mean(0) - t_true).abs().max() < 0.01
@@ -96,7 +95,7 @@ def test_without_data_the_particles_follow_the_prior(prior_and_family):
 def test_inference_is_reproducible(prior_and_family):
     prior, _ = prior_and_family
     U = torch.rand(3, 2, generator=torch.Generator().manual_seed(1), dtype=torch.float64)
-    y = network_at(prior, U)
+    y = prior.net(U)
     a, b = infer_shift(prior, U, y, seed=3), infer_shift(prior, U, y, seed=3)
     assert torch.equal(a.t, b.t) and torch.equal(a.a, b.a)
     c = infer_shift(prior, U, y, seed=4)
@@ -158,11 +157,11 @@ def test_particles_match_a_grid_posterior(prior_and_family):
     prior.stats[STATS_KEY] = sp.to_dict()
     try:
         U = torch.tensor([[0.2, 0.7], [0.3, 0.8], [0.1, 0.9]], dtype=torch.float64)
-        y = network_at(prior, U - torch.tensor([0.05, -0.03], dtype=torch.float64))
+        y = prior.net(U - torch.tensor([0.05, -0.03], dtype=torch.float64))
         particles = infer_shift(prior, U, y, n_particles=1000, seed=0)
         axis = torch.linspace(-0.25, 0.25, 201, dtype=torch.float64)
         grid = torch.cartesian_prod(axis, axis) + torch.tensor(sp.mean, dtype=torch.float64)
-        _, log_lik = _profile_affine(network_at(prior, U.unsqueeze(0) - grid.unsqueeze(1)), y, sp)
+        _, log_lik = _profile_affine(prior.net(U.unsqueeze(0) - grid.unsqueeze(1)), y, sp)
         diff = grid - torch.tensor(sp.mean, dtype=torch.float64)
         prec = torch.linalg.inv(torch.tensor(sp.cov, dtype=torch.float64))
         w = torch.softmax(log_lik - 0.5 * ((diff @ prec) * diff).sum(-1), 0)

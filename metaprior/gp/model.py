@@ -112,9 +112,9 @@ class MetaPriorModel(SingleTaskGP):
             elif mode == "shift":
                 # Each member explains the task up to the meta-learned residual; this kernel
                 # carries that residual (its variance fixed in `_fix_residual_scale`).
-                K = torch.Size([network.n_members])
-                covar_module = ScaleKernel(residual_kernel(prior.dim, batch_shape=K),
-                                           batch_shape=K)
+                members = torch.Size([network.n_members])
+                covar_module = ScaleKernel(residual_kernel(prior.dim, batch_shape=members),
+                                           batch_shape=members)
             else:
                 # The deep kernel alone correlates points whose features agree, so near the
                 # network's (possibly spurious) minimum it leaves no variance; an input-space
@@ -123,20 +123,18 @@ class MetaPriorModel(SingleTaskGP):
         super().__init__(train_X, train_Y, train_Yvar=train_Yvar, likelihood=likelihood,
                          covar_module=covar_module, mean_module=mean_module,
                          outcome_transform=outcome_transform, input_transform=input_transform)
-        if mode == "shift" and covar_module_given is None \
-                and getattr(self, "outcome_transform", None) is None:
-            self._fix_residual_scale(torch.ones(1, dtype=train_X.dtype))
+        tf = getattr(self, "outcome_transform", None)
         if isinstance(self.mean_module, NetworkMean):
-            tf = getattr(self, "outcome_transform", None)
             if isinstance(tf, Standardize):
                 self.mean_module.set_output_map(tf.means, tf.stdvs)
-                if mode == "shift" and covar_module_given is None:
-                    self._fix_residual_scale(tf.stdvs)
             elif tf is not None:
                 raise ConfigError(
                     f"mode {mode!r} needs a Standardize outcome transform or None, to map the "
                     f"network's output into the GP's space (got {type(tf).__name__})"
                 )
+        if mode == "shift" and covar_module_given is None:
+            self._fix_residual_scale(tf.stdvs if tf is not None
+                                     else torch.ones(1, dtype=train_X.dtype))
 
     def _fix_residual_scale(self, stdv: Tensor) -> None:
         """Mode "shift": the residual kernel's variance is the shift prior's meta-learned

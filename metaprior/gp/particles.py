@@ -12,6 +12,7 @@ from __future__ import annotations
 import torch
 from torch import Tensor, nn
 
+from metaprior.gp.network import FrozenNetwork
 from metaprior.nets import forward
 from metaprior.prior import MetaPrior
 from metaprior.shift import ShiftParticles
@@ -27,14 +28,10 @@ class ShiftEnsemble(nn.Module):
 
     def __init__(self, prior: MetaPrior, particles: ShiftParticles):
         super().__init__()
-        self.n_weights = len(prior.params)
-        for i, p in enumerate(prior.params):
-            self.register_buffer(f"w{i}", p.detach().clone().to(torch.float64))
+        self.base = FrozenNetwork(prior)
         self.register_buffer("t", particles.t.detach().clone().to(torch.float64))
         self.register_buffer("a", particles.a.detach().clone().to(torch.float64))
         self.register_buffer("b", particles.b.detach().clone().to(torch.float64))
-        self.register_buffer("y_mean", torch.tensor(prior.y_mean, dtype=torch.float64))
-        self.register_buffer("y_std", torch.tensor(prior.y_std, dtype=torch.float64))
 
     @property
     def n_members(self) -> int:
@@ -44,9 +41,8 @@ class ShiftEnsemble(nn.Module):
         """Member `k`'s function on slice `k`: `... x K x n x d` unit-cube inputs -> `... x K x n`
         in original units (the ensemble's batch dimension is the third from last)."""
         K, d = self.t.shape
-        weights = [getattr(self, f"w{i}") for i in range(self.n_weights)]
-        z = forward(weights, U - self.t.view(K, 1, d))
-        return (self.a.view(K, 1) * z + self.b.view(K, 1)) * self.y_std + self.y_mean
+        z = forward(self.base.weights, U - self.t.view(K, 1, d))
+        return (self.a.view(K, 1) * z + self.b.view(K, 1)) * self.base.y_std + self.base.y_mean
 
 
 def thin(particles: ShiftParticles, k: int) -> ShiftParticles:

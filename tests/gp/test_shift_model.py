@@ -63,7 +63,7 @@ def test_each_member_mean_is_its_shifted_network(model):
     ens = m.network
     U = branin_prior().to_unit(Xt)
     expected = torch.stack([
-        (ens.a[k] * mp.shift.network_at(branin_prior(), U - ens.t[k]) + ens.b[k])
+        (ens.a[k] * branin_prior().net(U - ens.t[k]) + ens.b[k])
         * branin_prior().y_std + branin_prior().y_mean for k in range(ens.n_members)])
     torch.testing.assert_close(members, expected, rtol=1e-6, atol=1e-6 * expected.abs().max())
 
