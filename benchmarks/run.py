@@ -14,6 +14,7 @@ from __future__ import annotations
 import argparse
 import csv
 import os
+import subprocess
 import sys
 import time
 from concurrent.futures import ProcessPoolExecutor, as_completed
@@ -25,18 +26,42 @@ import torch
 from tqdm.auto import tqdm
 
 from benchmarks.context import build_context, held_out, load_context
+from benchmarks.harm import harm_tasks
 from benchmarks.methods import METHODS, make_method
 
-COLUMNS = ["family", "task", "seed", "method", "iteration", "y", "best", "regret", "seconds"]
+COLUMNS = ["family", "task", "seed", "method", "iteration", "y", "best", "regret", "seconds",
+           "block", "prior_trust", "commit"]
+BLOCKS = ("help", "harm")
 ALL_FAMILIES = ("logistic", "sinusoid", "forrester", "branin", "hartmann3", "hartmann6",
                 "lcbench", "rbv2_rpart")
 
 
+def block_tasks(family, block: str, n_tasks: int) -> list:
+    """The tasks of a block: the family's held-out tasks ("help") or tasks unlike it ("harm")."""
+    if block == "harm":
+        return harm_tasks(family, n_tasks)
+    return held_out(family, n_tasks)
+
+
+def git_commit() -> str:
+    """The repository's commit, with "+dirty" when the tree has uncommitted changes."""
+    try:
+        root = Path(__file__).resolve().parent.parent
+        sha = subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=root, text=True,
+                             capture_output=True, check=True).stdout.strip()
+        dirty = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no"],
+                               cwd=root, text=True, capture_output=True).stdout.strip()
+        return sha + ("+dirty" if dirty else "")
+    except (OSError, subprocess.CalledProcessError):
+        return "unknown"
+
+
 def run_one(family: str, task_index: int, seed: int, method: str, budget: int, n_tasks: int,
-            cache_dir: str, yahpo_dir: str | None) -> list[dict]:
-    """One BO run: `budget` evaluations of `method` on held-out task `task_index`."""
+            cache_dir: str, yahpo_dir: str | None, block: str = "help",
+            commit: str = "unknown") -> list[dict]:
+    """One BO run: `budget` evaluations of `method` on task `task_index` of `block`."""
     ctx = load_context(family, cache_dir, yahpo_dir)
-    task = held_out(ctx.family, n_tasks)[task_index]
+    task = block_tasks(ctx.family, block, n_tasks)[task_index]
     opt = make_method(method, ctx, seed)
     span = max(task.y_max - task.y_min, 1e-12)
     rows, best = [], float("inf")
@@ -49,7 +74,9 @@ def run_one(family: str, task_index: int, seed: int, method: str, budget: int, n
         best = min(best, float(y[0]))
         rows.append({"family": family, "task": task.name, "seed": seed, "method": method,
                      "iteration": it, "y": float(y[0]), "best": best,
-                     "regret": max(best - task.y_min, 0.0) / span, "seconds": seconds})
+                     "regret": max(best - task.y_min, 0.0) / span, "seconds": seconds,
+                     "block": block, "prior_trust": getattr(opt, "prior_trust", float("nan")),
+                     "commit": commit})
     return rows
 
 
@@ -59,10 +86,14 @@ def _worker_init() -> None:
 
 
 def completed_runs(path: Path, budget: int) -> set[tuple]:
-    """(family, task, seed, method) runs with all `budget` rows already in the CSV."""
+    """(family, task, seed, method) runs with all `budget` rows already in the CSV (task names
+    differ between blocks)."""
     if not path.exists() or path.stat().st_size == 0:
         return set()
-    df = pd.read_csv(path, usecols=["family", "task", "seed", "method", "iteration"])
+    df = pd.read_csv(path)
+    if list(df.columns) != COLUMNS:
+        raise SystemExit(f"metaprior bench: error: {path} has columns {list(df.columns)}, "
+                         f"expected {COLUMNS}; write to a new file")
     counts = df.groupby(["family", "task", "seed", "method"]).iteration.max()
     return {k for k, v in counts.items() if v >= budget}
 
@@ -75,6 +106,8 @@ def parse_args(argv=None) -> argparse.Namespace:
     p.add_argument("--tasks", type=int, default=8, help="held-out tasks per family")
     p.add_argument("--seeds", type=int, default=2, help="seeds per task")
     p.add_argument("--budget", type=int, default=30, help="evaluations per run")
+    p.add_argument("--block", choices=BLOCKS, default="help",
+                   help="held-out tasks of each family (help) or tasks unlike it (harm)")
     p.add_argument("--out", default="benchmarks/results/runs.csv")
     p.add_argument("--cache", default="benchmarks/results/cache",
                    help="trained priors and baselines (reused across runs)")
@@ -98,17 +131,19 @@ def main(argv=None) -> int:
     out = Path(args.out)
     out.parent.mkdir(parents=True, exist_ok=True)
     done = completed_runs(out, args.budget)
+    commit = git_commit()
     jobs = []
     for fam in families:
         build_context(fam, args.cache, methods, args.yahpo_data, args.quick,
                       progress=not args.no_progress)
-        tasks = held_out(load_context(fam, args.cache, args.yahpo_data).family, args.tasks)
+        tasks = block_tasks(load_context(fam, args.cache, args.yahpo_data).family, args.block,
+                            args.tasks)
         for ti, task in enumerate(tasks):
             for seed in range(args.seeds):
                 for m in methods:
                     if (fam, task.name, seed, m) not in done:
                         jobs.append((fam, ti, seed, m, args.budget, args.tasks, args.cache,
-                                     args.yahpo_data))
+                                     args.yahpo_data, args.block, commit))
     write_header = not out.exists() or out.stat().st_size == 0
     bar = tqdm(total=len(jobs), desc="bench runs", disable=args.no_progress)
     with open(out, "a", newline="") as f:

@@ -8,6 +8,8 @@ arXiv 2101.00729).
 from metaprior import errors, tasks
 from metaprior.config import ReptileConfig
 from metaprior.gp.model import MetaPriorModel
+from metaprior.gp.shift_model import ShiftEnsembleModel
+from metaprior.gp.trusted import TrustedPriorModel
 from metaprior.meta.evaluate import evaluate_few_shot
 from metaprior.meta.reptile import meta_train
 from metaprior.optim import Optimizer, OptimizeResult, minimize
@@ -22,7 +24,9 @@ __all__ = [
     "OptimizeResult",
     "Optimizer",
     "ReptileConfig",
+    "ShiftEnsembleModel",
     "ShiftPrior",
+    "TrustedPriorModel",
     "attach_shift_prior",
     "errors",
     "estimate_shift_prior",

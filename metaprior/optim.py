@@ -1,8 +1,8 @@
 """Ask/tell Bayesian optimisation (minimisation) that starts from a meta-learned prior.
 
 With a prior, the first point is the prior's zero-shot minimiser and later points maximise
-qLogNEI under `MetaPriorModel`. Without one it is plain BO: a scrambled Sobol design, then
-`SingleTaskGP` + qLogNEI.
+qLogNEI under `TrustedPriorModel` (or a fixed `MetaPriorModel` mode). Without one it is plain
+BO: a scrambled Sobol design, then `SingleTaskGP` + qLogNEI.
 """
 
 from __future__ import annotations
@@ -15,17 +15,18 @@ import pandas as pd
 import torch
 from botorch.acquisition import qLogNoisyExpectedImprovement
 from botorch.acquisition.objective import LinearMCObjective
-from botorch.exceptions import ModelFittingError
-from botorch.fit import fit_gpytorch_mll
 from botorch.models import SingleTaskGP
 from botorch.models.transforms.input import Normalize
 from botorch.optim import optimize_acqf
-from gpytorch.mlls import ExactMarginalLogLikelihood
 from torch import Tensor
 from torch.quasirandom import SobolEngine
 
 from metaprior.errors import ConfigError, InputDataError
-from metaprior.gp.model import MODES, MetaPriorModel
+from metaprior.gp.evidence import fit_gp
+from metaprior.gp.model import MODES as PRIOR_MODES
+from metaprior.gp.model import MetaPriorModel
+from metaprior.gp.shift_model import ShiftEnsembleModel
+from metaprior.gp.trusted import PRIOR_PROBABILITY, TrustedPriorModel
 from metaprior.prior import MetaPrior
 from metaprior.tasks.family import stream_seed, validate_bounds
 from metaprior.validation import check_X, warn_out_of_bounds
@@ -37,24 +38,34 @@ def default_n_init(dim: int) -> int:
     return max(2, min(dim + 1, 8))
 
 
+MODES = ("trusted", *PRIOR_MODES, "shift")
+# Below this trust the default model asks space-filling Sobol points until the run holds as
+# many as uninformed BO starts with: falling back has to restore exploration as well as the
+# model, since the points gathered while the prior was trusted cluster around its minimum
+# (DESIGN, "What the benchmarks taught so far").
+FALLBACK_TRUST = 0.5
+
+
 class Optimizer:
     """Minimise a black-box function by ask/tell, starting from a prior.
 
     Args:
         bounds: `2 x d` box, original units.
         prior: a `MetaPrior` for this family, or None for plain (uninformed) BO.
-        seed: seeds the Sobol design and the acquisition optimiser; equal seeds, equal runs.
-        mode: how the prior enters the GP: "mean", "kernel", "both" or "shift" (an ensemble
-            over the task's inferred translation; see `metaprior.shift`).
-        n_init: Sobol points before the first GP (uninformed BO only; default d + 1).
-        warm_start: with `prior=None`, replace the first Sobol point by this prior's zero-shot
-            minimiser (the benchmark's ablation that isolates the warm start).
+        seed: seeds the Sobol design, the model (adaptation, sampler) and the acquisition
+            optimiser; equal seeds, equal runs.
+        mode: how the prior enters the GP. "trusted" (default): `TrustedPriorModel`, which
+            weighs the prior by how well it explains the observations and falls back to
+            uninformed BO (model and space-filling points) where it does not. Fixed degrees of
+            trust: "mean", "weighted", "kernel", "both" (`MetaPriorModel`'s modes) or "shift"
+            (`ShiftEnsembleModel`).
+        n_init: Sobol points before the first GP of uninformed BO (default d + 1); with a
+            prior in mode "trusted", the Sobol points it adds once it stops trusting the prior.
         num_restarts, raw_samples: `optimize_acqf` settings.
         adapt_steps: inner steps when adapting the prior (default: the prior's).
         trust_region: restrict each BO step's acquisition search to a box around the incumbent
             whose side is this fraction of the bounds' width, as a fixed-size TuRBO (Eriksson et
-            al., 2019). It keeps BO refining the basin the prior found instead of touring the
-            others; None (default) searches the whole box.
+            al., 2019). None (default) searches the whole box.
 
     Example:
         >>> opt = Optimizer(bounds, prior=prior, seed=0)
@@ -62,25 +73,22 @@ class Optimizer:
         ...     X = opt.ask()
         ...     opt.tell(X, f(X))
         >>> x_best, y_best = opt.best
+        >>> opt.prior_trust  # how far the data so far trust the prior
     """
 
     def __init__(self, bounds, prior: MetaPrior | None = None, *, seed: int = 0,
-                 mode: str = "mean", n_init: int | None = None,
-                 warm_start: MetaPrior | None = None, num_restarts: int = 8,
+                 mode: str = "trusted", n_init: int | None = None, num_restarts: int = 8,
                  raw_samples: int = 256, adapt_steps: int | None = None,
                  trust_region: float | None = None):
         self.bounds = validate_bounds(bounds)
         d = self.dim
-        for name, p in (("prior", prior), ("warm_start", warm_start)):
-            if p is not None and not isinstance(p, MetaPrior):
-                raise ConfigError(f"{name} must be a MetaPrior or None (got {type(p).__name__})")
-            if p is not None and p.dim != d:
-                raise InputDataError(f"{name} was built for dimension {p.dim}, bounds have {d}")
+        if prior is not None and not isinstance(prior, MetaPrior):
+            raise ConfigError(f"prior must be a MetaPrior or None (got {type(prior).__name__})")
+        if prior is not None and prior.dim != d:
+            raise InputDataError(f"prior was built for dimension {prior.dim}, bounds have {d}")
         if mode not in MODES:
             raise ConfigError(f"mode must be one of {MODES} (got {mode!r})")
-        if prior is not None and warm_start is not None:
-            raise ConfigError("give either prior or warm_start, not both")
-        self.prior, self.mode, self.warm_start = prior, mode, warm_start
+        self.prior, self.mode = prior, mode
         self.seed = int(seed)
         self.n_init = default_n_init(d) if n_init is None else int(n_init)
         if self.n_init < 1:
@@ -93,13 +101,30 @@ class Optimizer:
         self._sobol = SobolEngine(d, scramble=True, seed=stream_seed(self.seed, "sobol") % 2**31)
         self._X = torch.empty(0, d, dtype=torch.float64)
         self._Y = torch.empty(0, 1, dtype=torch.float64)
-        self._pending: list[tuple[Tensor, str, float]] = []
+        self._pending: list[tuple[Tensor, str, float, float]] = []
         self._rows: list[dict] = []
+        self._n_sobol = 0
         self.model = None
+        self._trust = self._initial_trust()
 
     @property
     def dim(self) -> int:
         return self.bounds.shape[-1]
+
+    def _initial_trust(self) -> float:
+        if self.prior is None:
+            return 0.0
+        return PRIOR_PROBABILITY if self.mode == "trusted" else 1.0
+
+    @property
+    def prior_trust(self) -> float:
+        """How far the data so far trust the prior, in [0, 1].
+
+        Mode "trusted": the posterior probability that the prior's model explains the task
+        (before any observation, its prior probability); mode "weighted": the fitted weight of
+        the network in the mean; the other modes trust the prior fully (1); no prior: 0.
+        """
+        return self._trust
 
     # ---- ask ---------------------------------------------------------------------------
     def ask(self, n: int = 1) -> Tensor:
@@ -110,35 +135,61 @@ class Optimizer:
         X, source = self._propose(n)
         seconds = (time.perf_counter() - t0) / n
         for x in X:
-            self._pending.append((x.clone(), source, seconds))
+            self._pending.append((x.clone(), source, seconds, self._trust))
         return X
 
     def _n_seen(self) -> int:
         return self._X.shape[0] + len(self._pending)
 
     def _propose(self, n: int) -> tuple[Tensor, str]:
-        zero_shot = self.prior if self.prior is not None else self.warm_start
-        if self._n_seen() == 0 and zero_shot is not None:
-            first = prior_minimizer(zero_shot, self.bounds, seed=self.seed).unsqueeze(0)
+        if self._n_seen() == 0 and self.prior is not None:
+            first = self.zero_shot_point().unsqueeze(0)
             rest = self._sobol_points(n - 1) if n > 1 else first[:0]
             return torch.cat([first, rest]), "prior"
         if self.prior is None and (self._X.shape[0] < self.n_init or self._X.shape[0] == 0):
             return self._sobol_points(n), "sobol"
         if self._X.shape[0] == 0:  # prior's first point still pending: nothing to adapt to yet
             return self._sobol_points(n), "sobol"
+        self.model = self._fit_model()
+        self._trust = float(getattr(self.model, "prior_trust", self._trust))
+        if (self.mode == "trusted" and self.prior is not None and self._trust < FALLBACK_TRUST
+                and self._n_sobol < self.n_init):
+            return self._sobol_points(n), "sobol"
         return self._bo_points(n), "bo"
+
+    def zero_shot_point(self) -> Tensor:
+        """The prior's zero-shot minimiser, a `d` tensor in original units."""
+        return prior_minimizer(self.prior, self.bounds, seed=self.seed)
 
     def _sobol_points(self, n: int) -> Tensor:
         lo, hi = self.bounds
+        self._n_sobol += n
         return lo + self._sobol.draw(n, dtype=torch.float64) * (hi - lo)
 
     def build_model(self):
-        """The GP on all observations so far: `MetaPriorModel` with a prior, else SingleTaskGP."""
-        if self.prior is not None:
-            return MetaPriorModel(self._X, self._Y, self.prior, mode=self.mode,
-                                  adapt_steps=self.adapt_steps)
-        return SingleTaskGP(self._X, self._Y,
-                            input_transform=Normalize(d=self.dim, bounds=self.bounds))
+        """The model of all observations so far, unfitted for `MetaPriorModel` and
+        `SingleTaskGP`; `TrustedPriorModel` fits itself (it needs the fits to weigh the GPs)."""
+        if self.prior is None:
+            return SingleTaskGP(self._X, self._Y,
+                                input_transform=Normalize(d=self.dim, bounds=self.bounds))
+        if self.mode == "trusted":
+            return TrustedPriorModel(self._X, self._Y, self.prior, bounds=self.bounds,
+                                     adapt_steps=self.adapt_steps, seed=self.seed)
+        if self.mode == "shift":
+            return ShiftEnsembleModel(self._X, self._Y, self.prior, seed=self.seed)
+        return MetaPriorModel(self._X, self._Y, self.prior, mode=self.mode,
+                              adapt_steps=self.adapt_steps, seed=self.seed)
+
+    def _fit_model(self):
+        with torch.random.fork_rng():
+            torch.manual_seed(self._step_seed())
+            model = self.build_model()
+            if not isinstance(model, TrustedPriorModel):
+                fit_gp(model)
+        return model
+
+    def _step_seed(self) -> int:
+        return stream_seed(self.seed, "bo", self._n_seen()) % 2**31
 
     def search_bounds(self) -> Tensor:
         """`2 x d` box searched by the acquisition: the bounds, or the trust region in them."""
@@ -150,25 +201,16 @@ class Optimizer:
         return torch.stack([torch.maximum(lo, center - half), torch.minimum(hi, center + half)])
 
     def _bo_points(self, n: int) -> Tensor:
-        step_seed = stream_seed(self.seed, "bo", self._n_seen()) % 2**31
+        step_seed = self._step_seed()
         with torch.random.fork_rng():
             torch.manual_seed(step_seed)
-            model = self.build_model()
-            try:
-                with warnings.catch_warnings():
-                    warnings.simplefilter("ignore")
-                    fit_gpytorch_mll(ExactMarginalLogLikelihood(model.likelihood, model))
-            except ModelFittingError as e:  # keep the prior hyperparameters, say so
-                warnings.warn(f"GP fit failed ({e}); using unfitted hyperparameters",
-                              stacklevel=3)
-            self.model = model
             pending = torch.stack([p[0] for p in self._pending]) if self._pending else None
             # linear_operator warns each time it adds jitter to a near-singular covariance,
             # which clustered BO points make routine; the result is still correct.
             with warnings.catch_warnings():
                 warnings.simplefilter("ignore")
                 acqf = qLogNoisyExpectedImprovement(
-                    model, X_baseline=self._X, X_pending=pending,
+                    self.model, X_baseline=self._X, X_pending=pending,
                     objective=LinearMCObjective(torch.tensor([-1.0], dtype=torch.float64)),
                     prune_baseline=True,
                 )
@@ -199,10 +241,10 @@ class Optimizer:
             raise InputDataError(f"y has NaN or inf at position {i}: {y[i].item()}")
         warn_out_of_bounds(X, self.bounds, "X told")
         for x, v in zip(X, y, strict=True):
-            source, seconds, asked = "external", 0.0, False
-            for i, (p, s, sec) in enumerate(self._pending):
+            source, seconds, asked, trust = "external", 0.0, False, self._trust
+            for i, (p, s, sec, tr) in enumerate(self._pending):
                 if torch.allclose(p, x, rtol=0, atol=1e-9):
-                    source, seconds, asked = s, sec, True
+                    source, seconds, asked, trust = s, sec, True, tr
                     del self._pending[i]
                     break
             self._X = torch.cat([self._X, x.unsqueeze(0)])
@@ -211,7 +253,7 @@ class Optimizer:
             row = {"iteration": len(self._rows) + 1}
             row.update({f"x{j}": float(x[j]) for j in range(self.dim)})
             row.update({"y": float(v), "best": best, "source": source, "asked": asked,
-                        "seconds": seconds})
+                        "seconds": seconds, "prior_trust": trust})
             self._rows.append(row)
 
     # ---- results -----------------------------------------------------------------------
@@ -225,9 +267,10 @@ class Optimizer:
 
     @property
     def history(self) -> pd.DataFrame:
-        """One row per evaluation: iteration, x0..x{d-1}, y, best, source, asked, seconds."""
+        """One row per evaluation: iteration, x0..x{d-1}, y, best, source, asked, seconds,
+        prior_trust (the trust of the model that proposed the point)."""
         cols = ["iteration", *[f"x{j}" for j in range(self.dim)], "y", "best", "source",
-                "asked", "seconds"]
+                "asked", "seconds", "prior_trust"]
         return pd.DataFrame(self._rows, columns=cols)
 
     @property

@@ -105,18 +105,8 @@ class MetaPrior:
         n = X.shape[0]
         if n == 0:
             return out
-        cfg = self.config
-        steps = cfg.adapt_steps if steps is None else int(steps)
-        dtype, device = self.params[0].dtype, self.device
-        U = self.to_unit(X.to(torch.float64)).to(device=device, dtype=dtype).unsqueeze(0)
-        Z = self.normalize_y(Y.to(torch.float64)[:, 0]).to(device=device, dtype=dtype).unsqueeze(0)
-        mask = torch.ones_like(Z, dtype=torch.bool)
-        g = make_generator(seed, "adapt", n)
-        keys = order_keys(n_epochs(steps, n, cfg.inner_batch_size), 1, n, g).to(device)
-        phi, _ = adapt_batched(stack(self.params, 1), U, Z, mask, keys, steps,
-                               cfg.inner_batch_size, cfg.inner_lr, cfg.inner_optimizer,
-                               cfg.max_grad_norm)
-        phi = [p[0] for p in phi]
+        mask = torch.ones(1, n, dtype=torch.bool)
+        phi = [p[0] for p in self._adapt_copies(X, Y, mask, steps, seed)]
         if not all(torch.isfinite(p).all() for p in phi):
             warnings.warn("adaptation went non-finite; keeping the meta-init",
                           AdaptationWarning, stacklevel=2)
@@ -124,6 +114,55 @@ class MetaPrior:
         out.params = phi
         out.n_adapted = n
         return out
+
+    def leave_one_out(self, X, Y, steps: int | None = None, seed: int = 0) -> Tensor:
+        """Each observation as predicted by a copy adapted to all the others.
+
+        The `n` copies adapt in one batched call (copy i masks point i out), so this costs
+        about one adaptation of a meta-batch of `n` tasks. An honest test of the prior: the
+        copy adapted to all the points has seen each of them.
+
+        Args:
+            X: `n x d` observations' inputs, original units.
+            Y: `n x 1` observations.
+            steps: inner steps (default `config.adapt_steps`).
+            seed: seeds the minibatch order.
+
+        Returns:
+            An `n x n` tensor in original units: row i holds copy i's predictions at every
+            point of `X` (the leave-one-out prediction of point i is its diagonal).
+        """
+        X = check_X(X, self.dim, allow_batch=False)
+        Y = check_Y(Y, X.shape[0])
+        n = X.shape[0]
+        if n == 0:
+            raise InputDataError("leave_one_out needs at least one observation")
+        mask = ~torch.eye(n, dtype=torch.bool)
+        phi = self._adapt_copies(X, Y, mask, steps, seed)
+        U = self.to_unit(X.to(torch.float64)).to(phi[0]).unsqueeze(0).expand(n, -1, -1)
+        with torch.no_grad():
+            Z = forward(phi, U)
+        if not torch.isfinite(Z).all():  # a diverged copy predicts as the meta-init does
+            Z = torch.where(torch.isfinite(Z), Z, forward(self.params, U[:1]).expand(n, -1))
+        return self.unnormalize_y(Z.to(torch.float64))
+
+    def _adapt_copies(self, X: Tensor, Y: Tensor, mask: Tensor, steps: int | None,
+                      seed: int) -> list[Tensor]:
+        """Adapt `B` copies of the meta-init to the points of `X` that `mask` (`B x n`) keeps:
+        stacked weights, leading dimension B."""
+        cfg = self.config
+        steps = cfg.adapt_steps if steps is None else int(steps)
+        B, n = mask.shape
+        dtype, device = self.params[0].dtype, self.device
+        U = self.to_unit(X.to(torch.float64)).to(device=device, dtype=dtype)
+        Z = self.normalize_y(Y.to(torch.float64)[:, 0]).to(device=device, dtype=dtype)
+        U, Z = U.unsqueeze(0).expand(B, -1, -1).contiguous(), Z.unsqueeze(0).expand(B, -1)
+        g = make_generator(seed, "adapt", n) if B == 1 else make_generator(seed, "loo", n)
+        keys = order_keys(n_epochs(steps, n, cfg.inner_batch_size), B, n, g).to(device)
+        phi, _ = adapt_batched(stack(self.params, B), U, Z.contiguous(), mask.to(device), keys,
+                               steps, cfg.inner_batch_size, cfg.inner_lr, cfg.inner_optimizer,
+                               cfg.max_grad_norm)
+        return phi
 
     def to(self, device) -> MetaPrior:
         out = copy.copy(self)

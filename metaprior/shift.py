@@ -11,7 +11,7 @@ the weights we infer a low-dimensional task embedding:
 with a prior on `(t, a, b)` and a residual scale meta-learned from the training tasks
 (`estimate_shift_prior`), and a posterior over `t` from the observations (`infer_shift`:
 importance sampling, then Metropolis-Hastings moves; `a` and `b` are linear and integrate out in
-closed form). The particles feed `MetaPriorModel(mode="shift")`.
+closed form). The particles feed `ShiftEnsembleModel`.
 
 The residual scale is measured where BO evaluates, near a task's minimum, with `(t, a, b)`
 refitted there: a shifted network is off by a slowly varying amount (RMS about 0.03 family stds

@@ -10,6 +10,7 @@ import torch
 from gp_helpers import branin_prior, forrester_prior
 
 from metaprior.errors import ConfigError, InputDataError, OutOfBoundsWarning
+from metaprior.gp.trusted import PRIOR_PROBABILITY, TrustedPriorModel
 from metaprior.optim import Optimizer, OptimizeResult, default_n_init, minimize
 from metaprior.tasks import Branin, Forrester
 from metaprior.zero_shot import prior_minimizer
@@ -47,7 +48,7 @@ def test_with_prior_later_points_come_from_bo():
     task = forrester_task()
     opt = run(Optimizer(task.bounds, prior=forrester_prior(), seed=0, **FAST), task.fn, 3)
     assert opt.history["source"].tolist() == ["prior", "bo", "bo"]
-    assert opt.model is not None and opt.model.mode == "mean"
+    assert isinstance(opt.model, TrustedPriorModel)
 
 
 def test_without_prior_sobol_design_then_bo():
@@ -127,9 +128,9 @@ def test_tell_with_points_never_asked_is_recorded():
     assert h["asked"].tolist() == [False] * 3
     assert h["source"].tolist() == ["external"] * 3
     assert h["x0"].tolist() == [0.25, 0.75, 0.5]
-    X_next = opt.ask()  # after external data there is something to adapt to: BO, not zero-shot
+    X_next = opt.ask()  # after external data there is something to adapt to: not zero-shot
     opt.tell(X_next, task.fn(X_next))
-    assert opt.history["source"].iloc[-1] == "bo"
+    assert opt.history["source"].iloc[-1] in ("bo", "sobol")  # sobol: the prior distrusted
 
 
 @pytest.mark.parametrize("y", [torch.zeros(3), torch.zeros(1), torch.zeros(2, 2)])
@@ -173,8 +174,6 @@ def test_x_of_wrong_dimension_is_rejected():
 def test_prior_for_another_dimension_is_rejected():
     with pytest.raises(InputDataError, match="dimension 1"):
         Optimizer(Branin().bounds, prior=forrester_prior())
-    with pytest.raises(InputDataError, match="dimension 2"):
-        Optimizer(Forrester().bounds, warm_start=branin_prior())
 
 
 def test_bad_settings_are_rejected():
@@ -196,8 +195,8 @@ def test_bad_settings_are_rejected():
 def test_trust_region_confines_bo_points_around_the_incumbent(with_prior):
     task = Branin().held_out_tasks(1, seed=0)[0]
     prior = branin_prior() if with_prior else None
-    opt = run(Optimizer(task.bounds, prior=prior, seed=0, trust_region=0.2, **FAST), task.fn,
-              1 if with_prior else default_n_init(2))
+    opt = run(Optimizer(task.bounds, prior=prior, seed=0, trust_region=0.2, mode="mean", **FAST),
+              task.fn, 1 if with_prior else default_n_init(2))
     for _ in range(3):
         box = opt.search_bounds()
         width = task.bounds[1] - task.bounds[0]
@@ -210,16 +209,7 @@ def test_trust_region_confines_bo_points_around_the_incumbent(with_prior):
     assert torch.equal(Optimizer(task.bounds).search_bounds(), task.bounds)
 
 
-def test_warm_start_ablation_starts_at_the_zero_shot_point_then_plain_bo():
-    task = forrester_task()
-    prior = forrester_prior()
-    opt = run(Optimizer(task.bounds, warm_start=prior, seed=0, **FAST), task.fn, 3)
-    torch.testing.assert_close(opt.train_X[0], prior_minimizer(prior, task.bounds, seed=0))
-    assert opt.history["source"].tolist()[0] == "prior"
-    assert type(opt.model).__name__ != "MetaPriorModel" or opt.model is None
-
-
-@pytest.mark.parametrize("mode", ["kernel", "both"])
+@pytest.mark.parametrize("mode", ["mean", "weighted", "kernel", "both"])
 def test_every_mode_runs(mode):
     task = forrester_task()
     opt = run(Optimizer(task.bounds, prior=forrester_prior(), mode=mode, seed=0, **FAST),
@@ -243,3 +233,41 @@ def test_minimize_returns_best_and_budget_rows(batch_size):
 def test_minimize_rejects_bad_budget():
     with pytest.raises(ConfigError, match="0"):
         minimize(forrester_task().fn, Forrester().bounds, budget=0)
+
+
+def test_prior_trust_is_reported_per_evaluation():
+    task = forrester_task()
+    assert Optimizer(task.bounds, seed=0).prior_trust == 0.0
+    opt = Optimizer(task.bounds, prior=forrester_prior(), seed=0, **FAST)
+    assert opt.prior_trust == PRIOR_PROBABILITY
+    run(opt, task.fn, 5)
+    trust = opt.history["prior_trust"]
+    assert trust.between(0, 1).all() and trust.iloc[0] == PRIOR_PROBABILITY
+    assert opt.prior_trust == opt.model.prior_trust
+    fixed = run(Optimizer(task.bounds, prior=forrester_prior(), mode="mean", seed=0, **FAST),
+                task.fn, 3)
+    assert fixed.prior_trust == 1.0 and (fixed.history["prior_trust"] == 1.0).all()
+
+
+def test_on_a_negated_task_trust_falls_and_space_filling_points_return():
+    """The fallback: the prior's landscape upside down is soon distrusted, and the run takes
+    the Sobol points that uninformed BO starts with."""
+    task = Branin().held_out_tasks(1, seed=0)[0]
+    opt = run(Optimizer(task.bounds, prior=branin_prior(), seed=0, **FAST),
+              lambda X: -task(X), 8)
+    assert opt.prior_trust < 0.2
+    assert (opt.history["source"] == "sobol").sum() == default_n_init(2)
+    helped = run(Optimizer(task.bounds, prior=branin_prior(), seed=0, **FAST), task.fn, 8)
+    assert helped.prior_trust > 0.8
+
+
+def test_seed_reaches_the_model():
+    task = forrester_task()
+    X = torch.linspace(0.05, 0.95, 12, dtype=torch.float64).unsqueeze(-1)  # > a minibatch
+    nets = []
+    for seed in (0, 1):
+        opt = Optimizer(task.bounds, prior=forrester_prior(), mode="mean", seed=seed, **FAST)
+        opt.tell(X, task.fn(X))
+        opt.ask()
+        nets.append(opt.model.adapted_prior.params[0])
+    assert not torch.equal(nets[0], nets[1])

@@ -1,10 +1,13 @@
-"""BoTorch integration: the adapted network as GP mean, deep-kernel features, or both."""
+"""BoTorch integration: the trusted default model, the adapted network as GP mean, deep-kernel
+features or both, and the task-translation ensemble."""
 
 from metaprior.gp.kernels import NetworkFeatureKernel, feature_kernel
 from metaprior.gp.means import NetworkMean
 from metaprior.gp.model import MODES, MetaPriorModel
 from metaprior.gp.network import FrozenNetwork
+from metaprior.gp.shift_model import ShiftEnsembleModel
 from metaprior.gp.transforms import RESIDUAL_FLOOR, FloorStandardize
+from metaprior.gp.trusted import TrustedPriorModel
 
 __all__ = [
     "MODES",
@@ -14,5 +17,7 @@ __all__ = [
     "MetaPriorModel",
     "NetworkFeatureKernel",
     "NetworkMean",
+    "ShiftEnsembleModel",
+    "TrustedPriorModel",
     "feature_kernel",
 ]

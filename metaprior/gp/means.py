@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import torch
 from gpytorch.means import Mean
+from gpytorch.priors import NormalPrior
 from torch import Tensor
 
 from metaprior.gp.network import FrozenNetwork
@@ -38,3 +39,23 @@ class NetworkMean(Mean):
     def forward(self, x: Tensor) -> Tensor:
         """`... x n x d` unit-cube inputs -> `... x n` means."""
         return (self.network(x) - self.offset) / self.scale
+
+
+class WeightedNetworkMean(NetworkMean):
+    """`m(x) = c + a (net(x) - offset) / scale`, with the prior weight `a` a GP hyperparameter.
+
+    `a` has a `Normal(1, 0.5)` prior (the network is believed as it is) and is fitted with the
+    kernel by marginal likelihood: where the data disagree with the network it shrinks towards
+    0 (or below: a negated task), and the GP falls back to a constant mean `c`.
+    """
+
+    def __init__(self, network: FrozenNetwork, offset: float = 0.0, scale: float = 1.0):
+        super().__init__(network, offset, scale)
+        self.register_parameter("weight", torch.nn.Parameter(torch.ones((), dtype=torch.float64)))
+        self.register_parameter("constant",
+                                torch.nn.Parameter(torch.zeros((), dtype=torch.float64)))
+        self.register_prior("weight_prior", NormalPrior(1.0, 0.5), "weight")
+
+    def forward(self, x: Tensor) -> Tensor:
+        """`... x n x d` unit-cube inputs -> `... x n` means."""
+        return self.constant + self.weight * super().forward(x)

@@ -1,7 +1,7 @@
 """The posterior over task shifts as an ensemble of GPs (mode "shift").
 
 Each particle `k` of `ShiftParticles` is a task hypothesis `f_k(u) = a_k net(u - t_k) + b_k`.
-`MetaPriorModel(mode="shift")` is a batch of GPs, member `k` with mean `f_k`, whose posterior is
+`ShiftEnsembleModel` is a batch of GPs, member `k` with mean `f_k`, whose posterior is
 their equally weighted mixture (BoTorch's `GaussianMixturePosterior`, as for its fully Bayesian
 models): acquisition functions average over the hypotheses, so early points go where the
 plausible tasks' minima are and where they disagree, and later ones refine the one left.

@@ -192,7 +192,7 @@ def meta_train(family: TaskFamily, config: ReptileConfig | None = None, seed: in
         log_dir: write TensorBoard scalars there (needs the `tensorboard` extra).
         max_steps: stop after this many outer steps in this call (the run can be resumed).
         shift_prior: once training is complete, also estimate the prior over task shifts
-            that `MetaPriorModel(mode="shift")` needs (`metaprior.shift`; a few seconds).
+            that `ShiftEnsembleModel` needs (`metaprior.shift`; a few seconds).
 
     Returns:
         The meta-trained `MetaPrior`.

@@ -1,4 +1,4 @@
-"""`MetaPriorModel(mode="shift")`: an ensemble of GPs over posterior samples of the task's shift,
+"""`ShiftEnsembleModel`: an ensemble of GPs over posterior samples of the task's shift,
 mixed like BoTorch's fully Bayesian models."""
 
 from __future__ import annotations
@@ -20,8 +20,8 @@ from gpytorch.mlls import ExactMarginalLogLikelihood
 
 import metaprior as mp
 from metaprior.errors import ConfigError
-from metaprior.gp import MetaPriorModel
-from metaprior.gp.model import N_MEMBERS
+from metaprior.gp import ShiftEnsembleModel
+from metaprior.gp.shift_model import N_MEMBERS
 from metaprior.shift import ShiftPrior
 from metaprior.tasks import Branin
 from metaprior.tasks.family import make_generator
@@ -38,7 +38,7 @@ def data(n: int, seed: int = 0):
 @pytest.fixture(scope="module")
 def model():
     X, Y = data(5)
-    m = MetaPriorModel(X, Y, branin_prior(), mode="shift")
+    m = ShiftEnsembleModel(X, Y, branin_prior())
     fit_gpytorch_mll(ExactMarginalLogLikelihood(m.likelihood, m))
     return X, Y, m
 
@@ -56,7 +56,7 @@ def test_is_an_ensemble_with_a_mixture_posterior(model):
 
 def test_each_member_mean_is_its_shifted_network(model):
     X, Y, _ = model
-    m = MetaPriorModel(X, Y, branin_prior(), mode="shift")
+    m = ShiftEnsembleModel(X, Y, branin_prior())
     m.likelihood.noise = torch.full_like(m.likelihood.noise, 1e10)  # data pull vanishes
     Xt = torch.tensor([[0.0, 5.0], [3.0, 2.0]], dtype=torch.float64)
     members = m.posterior(Xt).mean[..., 0]  # K x 2
@@ -116,7 +116,7 @@ def test_prior_without_shift_prior_is_refused():
     bare = mp.MetaPrior(p.params, p.bounds, p.y_mean, p.y_std, p.config)
     X, Y = data(3)
     with pytest.raises(ConfigError, match="shift prior"):
-        MetaPriorModel(X, Y, bare, mode="shift")
+        ShiftEnsembleModel(X, Y, bare)
 
 
 def test_condition_on_observations_adds_the_point_to_every_member(model):
@@ -159,7 +159,7 @@ def test_other_outcome_transforms_work_and_keep_the_residual_fixed(transform):
 
     X, Y = data(5)
     tf = Standardize(m=1) if transform == "standardize" else None
-    m = MetaPriorModel(X, Y, branin_prior(), mode="shift", outcome_transform=tf)
+    m = ShiftEnsembleModel(X, Y, branin_prior(), outcome_transform=tf)
     fit_gpytorch_mll(ExactMarginalLogLikelihood(m.likelihood, m))
     assert not m.covar_module.raw_outputscale.requires_grad
     scale = m.outcome_transform.stdvs.reshape(-1) if tf is not None else 1.0
@@ -172,4 +172,4 @@ def test_other_outcome_transforms_work_and_keep_the_residual_fixed(transform):
 def test_bad_member_count_is_refused():
     X, Y = data(3)
     with pytest.raises(ConfigError, match="n_members"):
-        MetaPriorModel(X, Y, branin_prior(), mode="shift", n_members=0)
+        ShiftEnsembleModel(X, Y, branin_prior(), n_members=0)

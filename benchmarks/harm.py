@@ -1,0 +1,101 @@
+"""The harm block: each family's prior on tasks unlike its family, in the family's own box.
+
+Three kinds of mismatch, cycled over the tasks (task i has kind `KINDS[i % 3]`):
+- "other": another landscape in the same box, a random smooth function (random Fourier
+  features of a squared-exponential GP, lengthscale 0.2 of the box) with the output mean and
+  spread of a held-out task of the family, so that the scale alone does not give it away;
+- "negated": a held-out task of the family, negated (its minima become maxima);
+- "far": a held-out task translated by half the box in every dimension (random signs), five
+  times the family's largest translation.
+
+A task's y* is the best of dense random points polished by L-BFGS-B, and y_max the dense
+maximum, as for the help block's synthetic tasks.
+"""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import torch
+from scipy.optimize import minimize as scipy_minimize
+from torch import Tensor
+
+from metaprior.errors import TaskFamilyError
+from metaprior.tasks.family import Task, TaskFamily, make_generator
+
+KINDS = ("other", "negated", "far")
+DENSE = 8192  # random points that locate y* and y_max
+POLISH = 4  # best dense points polished by L-BFGS-B
+FEATURES = 256  # random Fourier features of the "other" landscapes
+LENGTHSCALE = 0.2  # of the "other" landscapes, in unit-cube units
+FAR = 0.5  # translation of the "far" tasks, as a fraction of the box
+
+
+def random_landscape(dim: int, generator: torch.Generator):
+    """A smooth random function on the unit cube: `u` (`n x d`) -> `n`, mean 0, std about 1."""
+    omega = torch.randn(FEATURES, dim, generator=generator, dtype=torch.float64) / LENGTHSCALE
+    phase = 2 * math.pi * torch.rand(FEATURES, generator=generator, dtype=torch.float64)
+    weight = torch.randn(FEATURES, generator=generator, dtype=torch.float64)
+    scale = math.sqrt(2.0 / FEATURES)
+
+    def fn(U: Tensor) -> Tensor:
+        return scale * torch.cos(U @ omega.T + phase) @ weight
+
+    return fn
+
+
+def _range(fn, bounds: Tensor, generator: torch.Generator) -> tuple[float, float]:
+    """(y*, y_max) of `fn` over `bounds`: dense points, the best polished by L-BFGS-B."""
+    lo, hi = bounds
+    U = torch.rand(DENSE, bounds.shape[-1], generator=generator, dtype=torch.float64)
+    with torch.no_grad():
+        values = fn(lo + U * (hi - lo))
+    best = float(values.min())
+
+    def objective(u: np.ndarray) -> tuple[float, np.ndarray]:
+        ut = torch.tensor(u, dtype=torch.float64, requires_grad=True)
+        value = fn((lo + ut * (hi - lo)).unsqueeze(0))[0]
+        (grad,) = torch.autograd.grad(value, ut)
+        return float(value.detach()), grad.numpy()
+
+    for start in U[values.argsort()[:POLISH]]:
+        res = scipy_minimize(objective, start.numpy(), jac=True, method="L-BFGS-B",
+                             bounds=[(0.0, 1.0)] * bounds.shape[-1])
+        best = min(best, float(res.fun))
+    return best, float(values.max())
+
+
+def _mismatch(kind: str, base: Task, bounds: Tensor, generator: torch.Generator):
+    """The function of one harm task of `kind`, built from held-out task `base`."""
+    lo, hi = bounds
+    width = hi - lo
+    if kind == "negated":
+        return lambda X: -base(X)
+    if kind == "far":
+        signs = torch.randint(0, 2, (bounds.shape[-1],), generator=generator) * 2 - 1
+        shift = FAR * width * signs.to(torch.float64)
+        return lambda X: base(X - shift.to(X))
+    landscape = random_landscape(bounds.shape[-1], generator)
+    U = torch.rand(DENSE, bounds.shape[-1], generator=generator, dtype=torch.float64)
+    with torch.no_grad():
+        ref = base(lo + U * width)
+    mean, std = float(ref.mean()), float(ref.std())
+    return lambda X: mean + std * landscape((X - lo.to(X)) / width.to(X))
+
+
+def harm_tasks(family: TaskFamily, n_tasks: int, seed: int = 0) -> list[Task]:
+    """`n_tasks` evaluable tasks unlike `family`, in its box (see the module docstring)."""
+    if n_tasks < 1:
+        raise TaskFamilyError(f"n_tasks must be >= 1 (got {n_tasks})")
+    bases = family.held_out_tasks(n_tasks, seed=seed)
+    bounds = family.bounds
+    tasks = []
+    for i, base in enumerate(bases):
+        kind = KINDS[i % len(KINDS)]
+        g = make_generator(seed, "harm", family.name, i)
+        fn = _mismatch(kind, base, bounds, g)
+        y_min, y_max = _range(fn, bounds, g)
+        tasks.append(Task(name=f"{family.name}-harm-{kind}-{seed}-{i}", fn=fn,
+                          bounds=bounds.clone(), y_min=y_min, y_max=y_max))
+    return tasks

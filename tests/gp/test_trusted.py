@@ -1,0 +1,179 @@
+"""`TrustedPriorModel`: trust from leave-one-out scores, fallback, posterior contract."""
+
+from __future__ import annotations
+
+import math
+
+import pytest
+import torch
+from botorch.acquisition import (
+    LogExpectedImprovement,
+    UpperConfidenceBound,
+    qLogNoisyExpectedImprovement,
+)
+from botorch.models import SingleTaskGP
+from botorch.optim import optimize_acqf
+from botorch.sampling import SobolQMCNormalSampler
+from gp_helpers import branin_prior
+from torch.quasirandom import SobolEngine
+
+from metaprior.errors import ConfigError, InputDataError
+from metaprior.gp.evidence import loo_log_density
+from metaprior.gp.model import MetaPriorModel
+from metaprior.gp.trusted import TrustedPriorModel, trust_from_evidence
+from metaprior.tasks import Branin
+
+
+def branin_points(n: int, seed: int = 0) -> torch.Tensor:
+    lo, hi = Branin().bounds
+    return lo + SobolEngine(2, scramble=True, seed=seed).draw(n, dtype=torch.float64) * (hi - lo)
+
+
+def help_task():
+    return Branin().held_out_tasks(1, seed=0)[0]
+
+
+def test_loo_log_density_matches_refitting_without_each_point():
+    g = torch.Generator().manual_seed(0)
+    A = torch.randn(5, 5, generator=g, dtype=torch.float64)
+    K = A @ A.T + 0.5 * torch.eye(5, dtype=torch.float64)
+    y = torch.randn(5, generator=g, dtype=torch.float64)
+    means = torch.randn(5, 5, generator=g, dtype=torch.float64)  # row i: the mean without i
+    got = loo_log_density(K, y.unsqueeze(0) - means)
+    for i in range(5):
+        keep = [j for j in range(5) if j != i]
+        r = (y - means[i])[keep]
+        k = K[i, keep]
+        Kinv = torch.linalg.inv(K[keep][:, keep])
+        mu = means[i, i] + k @ Kinv @ r
+        var = K[i, i] - k @ Kinv @ k
+        want = -0.5 * math.log(2 * math.pi * var) - 0.5 * (y[i] - mu) ** 2 / var
+        torch.testing.assert_close(got[i], want)
+
+
+def test_trust_from_evidence():
+    assert trust_from_evidence(0.0, 0.0, 0.8) == pytest.approx(0.8)
+    assert trust_from_evidence(10.0, 0.0) > 0.99
+    assert trust_from_evidence(-10.0, 0.0) < 0.01
+    assert trust_from_evidence(-1e6, 0.0) == 0.0 and trust_from_evidence(1e6, 0.0) == 1.0
+    assert trust_from_evidence(-math.inf, -math.inf, 0.3) == 0.3
+
+
+def test_trust_is_high_on_a_task_of_the_family_and_low_on_its_negation():
+    prior, task = branin_prior(), help_task()
+    X = branin_points(8)
+    y = task(X).unsqueeze(-1)
+    helped = TrustedPriorModel(X, y, prior)
+    harmed = TrustedPriorModel(X, -y, prior)
+    assert helped.prior_trust > 0.8
+    assert harmed.prior_trust < 0.2
+
+
+def test_negated_task_posterior_follows_the_data_not_the_network():
+    prior, task = branin_prior(), help_task()
+    X = branin_points(10)
+    y = -task(X).unsqueeze(-1)
+    model = TrustedPriorModel(X, y, prior)
+    plain = SingleTaskGP(X, y, input_transform=model.uninformed.input_transform)
+    plain.load_state_dict(model.uninformed.state_dict())
+    Xtest = branin_points(64, seed=1)
+    with torch.no_grad():
+        mean = model.posterior(Xtest).mean[:, 0]
+        network = prior.predict(Xtest)[:, 0]
+        truth = -task(Xtest)
+    # closer to the negated task than to the network's landscape
+    assert (mean - truth).abs().median() < 0.5 * (network - truth).abs().median()
+
+
+def test_posterior_is_the_moment_matched_mixture():
+    prior, task = branin_prior(), help_task()
+    X = branin_points(6)
+    model = TrustedPriorModel(X, task(X).unsqueeze(-1), prior)
+    model.prior_trust = 0.3
+    Xtest = branin_points(4, seed=2)
+    with torch.no_grad():
+        p1 = model.informed.posterior(Xtest)
+        p0 = model.uninformed.posterior(Xtest)
+        post = model.posterior(Xtest)
+    m1, m0 = p1.mean[:, 0], p0.mean[:, 0]
+    torch.testing.assert_close(post.mean[:, 0], 0.3 * m1 + 0.7 * m0)
+    want_var = 0.3 * p1.variance[:, 0] + 0.7 * p0.variance[:, 0] + 0.21 * (m1 - m0) ** 2
+    torch.testing.assert_close(post.variance[:, 0], want_var)
+    model.prior_trust = 1.0
+    with torch.no_grad():
+        torch.testing.assert_close(model.posterior(Xtest).mean, p1.mean)
+
+
+def test_every_acquisition_function_runs_and_conditioning_keeps_the_weight():
+    prior, task = branin_prior(), help_task()
+    X = branin_points(5)
+    Y = task(X).unsqueeze(-1)
+    model = TrustedPriorModel(X, Y, prior)
+    model.prior_trust = 0.5  # exercise the mixture, not one component
+    bounds = Branin().bounds
+    for acqf in (LogExpectedImprovement(model, best_f=Y.max()),
+                 UpperConfidenceBound(model, beta=2.0),
+                 qLogNoisyExpectedImprovement(model, X_baseline=X)):
+        for q in (1, 3) if isinstance(acqf, qLogNoisyExpectedImprovement) else (1,):
+            cand, _ = optimize_acqf(acqf, bounds=bounds, q=q, num_restarts=2, raw_samples=16)
+            assert cand.shape == (q, 2) and torch.isfinite(cand).all()
+    batched = model.posterior(branin_points(6).view(2, 3, 2))
+    assert batched.mean.shape == (2, 3, 1)
+    cond = model.condition_on_observations(branin_points(2, seed=3), torch.zeros(2, 1,
+                                                                                 dtype=X.dtype))
+    assert cond.prior_trust == 0.5
+    fantasy = model.fantasize(branin_points(1, seed=4),
+                              SobolQMCNormalSampler(torch.Size([4])))
+    assert fantasy.posterior(branin_points(3, seed=5)).mean.shape == (4, 3, 1)
+
+
+def test_one_point_keeps_the_prior_probability():
+    prior, task = branin_prior(), help_task()
+    X = branin_points(1)
+    model = TrustedPriorModel(X, task(X).unsqueeze(-1), prior, prior_probability=0.6)
+    assert model.prior_trust == pytest.approx(0.6)
+
+
+def test_bad_input_is_refused():
+    prior = branin_prior()
+    X = branin_points(3)
+    Y = torch.ones(3, 1, dtype=torch.float64)
+    with pytest.raises(InputDataError, match="float64"):
+        TrustedPriorModel(X.float(), Y.float(), prior)
+    with pytest.raises(InputDataError, match="at least one"):
+        TrustedPriorModel(X[:0], Y[:0], prior)
+    for bad in (0.0, 1.0, 1.5, "0.8"):
+        with pytest.raises(ConfigError, match="prior_probability"):
+            TrustedPriorModel(X, Y, prior, prior_probability=bad)
+    with pytest.raises(ConfigError, match="MetaPrior"):
+        TrustedPriorModel(X, Y, "branin.prior")
+    with pytest.raises(InputDataError, match="NaN"):
+        TrustedPriorModel(X, torch.tensor([[1.0], [math.nan], [2.0]], dtype=torch.float64), prior)
+
+
+def test_leave_one_out_rows_never_saw_their_point():
+    prior, task = branin_prior(), help_task()
+    X = branin_points(4)
+    y = task(X).unsqueeze(-1)
+    loo = prior.leave_one_out(X, y, seed=0)
+    assert loo.shape == (4, 4)
+    # copy 0 adapted to points 1..3: the same as adapting to those points alone, up to the
+    # minibatch order, so its predictions there are close to a direct adaptation's
+    direct = prior.adapt(X[1:], y[1:], seed=0).predict(X)[:, 0]
+    assert (loo[0] - direct).abs().max() < 0.2 * prior.y_std
+    with pytest.raises(InputDataError):
+        prior.leave_one_out(X[:0], y[:0])
+
+
+def test_weighted_mode_fits_a_low_weight_on_a_negated_task():
+    prior, task = branin_prior(), help_task()
+    X = branin_points(10)
+    from botorch.fit import fit_gpytorch_mll
+    from gpytorch.mlls import ExactMarginalLogLikelihood
+
+    trusts = {}
+    for sign in (1, -1):
+        model = MetaPriorModel(X, sign * task(X).unsqueeze(-1), prior, mode="weighted")
+        fit_gpytorch_mll(ExactMarginalLogLikelihood(model.likelihood, model))
+        trusts[sign] = model.prior_trust
+    assert trusts[1] > 0.5 > trusts[-1]
