@@ -14,7 +14,7 @@ from pathlib import Path
 
 import metaprior as mp
 from benchmarks.methods import Context
-from metaprior.shift import STATS_KEY, attach_shift_prior
+from metaprior.shift import attach_shift_prior
 from metaprior.tasks import TableFamily, TaskFamily, get_family
 
 YAHPO_FAMILIES = ("lcbench", "rbv2_rpart")
@@ -64,7 +64,7 @@ def build_context(name: str, cache_dir: str | os.PathLike, methods: list[str],
         prior.save(prior_path)
     elif any(m.startswith("metaprior-shift") for m in methods):
         prior = mp.MetaPrior.load(prior_path)
-        if STATS_KEY not in prior.stats:  # cached before priors carried a shift prior
+        if prior.shift_prior is None:  # cached before priors carried a shift prior
             attach_shift_prior(prior, family, seed=0)
             prior.save(prior_path)
     needs_source = {"rgpe", "fsbo"} & set(methods)

@@ -151,9 +151,6 @@ def cmd_train(args) -> int:
 def cmd_info(args) -> int:
     import torch
 
-    from metaprior.shift import STATS_KEY as SHIFT_STATS_KEY
-    from metaprior.shift import ShiftPrior
-
     prior, path = load_prior(args.path)
     header = prior.header()
     size = path.stat().st_size
@@ -164,7 +161,7 @@ def cmd_info(args) -> int:
     lo, hi = prior.bounds.tolist()
     stats = dict(prior.stats)
     history = stats.pop("loss_history", None)
-    shift = stats.pop(SHIFT_STATS_KEY, None)
+    sp = prior.shift_prior
     rows = [
         ("file", f"{path} ({human_size(size)})"),
         ("format", f"metaprior version {header['format_version']}"),
@@ -179,8 +176,7 @@ def cmd_info(args) -> int:
         rows.append(("adapted", f"to {prior.n_adapted} observations"))
     rows.append(("config", ", ".join(f"{k}={v}" for k, v in prior.config.to_dict().items())))
     rows.append(("training", ", ".join(f"{k}={v}" for k, v in sorted(stats.items())) or "-"))
-    if shift:
-        sp = ShiftPrior.from_dict(shift)
+    if sp is not None:
         sd = ", ".join(f"{v**0.5:.3g}" for v in torch.tensor(sp.cov).diagonal().tolist())
         rows.append(("shift", f"t mean [{', '.join(f'{v:.3g}' for v in sp.mean)}], sd [{sd}] "
                               f"(unit cube); residual {sp.resid_sd:.3g}, scale sd "

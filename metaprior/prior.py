@@ -15,9 +15,10 @@ from torch import Tensor
 
 from metaprior.adaptation import adapt_batched, n_epochs, order_keys
 from metaprior.config import ReptileConfig
-from metaprior.errors import AdaptationWarning, InputDataError, PriorFileError
+from metaprior.errors import AdaptationWarning, ConfigError, InputDataError, PriorFileError
 from metaprior.nets import Params, forward, layer_sizes, stack
 from metaprior.priorfile import FORMAT_VERSION, as_float_tensor, read_prior_file, write_prior_file
+from metaprior.shift_prior import LEGACY_STATS_KEY, ShiftPrior
 from metaprior.tasks.family import make_generator, validate_bounds
 from metaprior.validation import check_X, check_Y, warn_out_of_bounds
 
@@ -34,11 +35,13 @@ class MetaPrior:
         family: the family's name.
         stats: training statistics (JSON-able).
         n_adapted: number of observations this copy was adapted to (0 for a meta-init).
+        shift_prior: the meta-learned prior of a task's translation (`ShiftPrior`), which
+            `ShiftEnsembleModel` needs; `meta_train` estimates it, None if absent.
     """
 
     def __init__(self, params: Params, bounds, y_mean: float, y_std: float,
                  config: ReptileConfig, family: str = "custom", stats: dict | None = None,
-                 n_adapted: int = 0):
+                 n_adapted: int = 0, shift_prior: ShiftPrior | None = None):
         self.params = [p.detach().clone() for p in params]
         self.bounds = validate_bounds(bounds)
         self.y_mean = float(y_mean)
@@ -47,6 +50,12 @@ class MetaPrior:
         self.family = family
         self.stats = dict(stats or {})
         self.n_adapted = int(n_adapted)
+        if shift_prior is not None and not isinstance(shift_prior, ShiftPrior):
+            raise ConfigError(f"shift_prior must be a ShiftPrior or None "
+                              f"(got {type(shift_prior).__name__})")
+        if shift_prior is not None and shift_prior.dim != self.dim:
+            raise ConfigError(f"shift_prior has dimension {shift_prior.dim}, the prior {self.dim}")
+        self.shift_prior = shift_prior
         expected = layer_sizes(self.dim, config.hidden)
         got = [self.params[0].shape[-1]] + [p.shape[0] for p in self.params[::2]]
         if got != expected:
@@ -180,6 +189,7 @@ class MetaPrior:
             "config": self.config.to_dict(),
             "stats": self.stats,
             "n_adapted": self.n_adapted,
+            "shift_prior": None if self.shift_prior is None else self.shift_prior.to_dict(),
             "format_version": FORMAT_VERSION,
         }
 
@@ -196,9 +206,13 @@ class MetaPrior:
             params = [tensors[k] for k in sorted(tensors) if k.startswith("param.")]
             config = ReptileConfig.from_dict(h["config"])
             bounds = as_float_tensor(h["bounds"], f"{path}: bounds")
+            stats = dict(h.get("stats") or {})
+            # files written before the shift prior became a field kept it in the stats
+            shift = h.get("shift_prior", stats.pop(LEGACY_STATS_KEY, None))
             prior = cls(params, bounds, float(h["y_mean"]), float(h["y_std"]), config,
-                        family=str(h["family"]), stats=h.get("stats"),
-                        n_adapted=int(h.get("n_adapted", 0)))
+                        family=str(h["family"]), stats=stats,
+                        n_adapted=int(h.get("n_adapted", 0)),
+                        shift_prior=None if shift is None else ShiftPrior.from_dict(shift))
         except PriorFileError:
             raise
         except Exception as e:  # missing keys, wrong shapes, invalid config: all a bad file

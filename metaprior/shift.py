@@ -20,18 +20,16 @@ over all of Branin), which a local `(a, b)` absorbs, leaving about 0.003 near th
 
 from __future__ import annotations
 
-import dataclasses
-import math
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 
 import torch
 from torch import Tensor
 
 from metaprior.errors import ConfigError, InputDataError
 from metaprior.prior import MetaPrior
+from metaprior.shift_prior import ShiftPrior
 from metaprior.tasks.family import TaskFamily, make_generator
 
-STATS_KEY = "shift_prior"
 # The posterior's proposal is the prior widened by this factor (tasks slightly outside the
 # training spread stay reachable; importance weights correct for the widening).
 PROPOSAL_WIDENING = 1.5
@@ -41,68 +39,6 @@ LOCAL_POINTS = 30
 MIN_RESID_SD = 1e-4
 SCREEN_POINTS = 200
 GLOBAL_POINTS = 200
-
-
-@dataclass(frozen=True)
-class ShiftPrior:
-    """Meta-learned prior of the task embedding, in unit-cube inputs and normalised outputs.
-
-    Attributes:
-        mean: `d` mean shift of the training tasks.
-        cov: `d x d` covariance of their shifts.
-        resid_sd: typical RMS residual of a locally fitted shifted network near a task's
-            minimum (normalised outputs).
-        scale_sd: spread of the output scale `a` around 1.
-        offset_sd: spread of the output offset `b` around 0.
-        n_tasks: training tasks it was estimated from.
-    """
-
-    mean: list[float]
-    cov: list[list[float]]
-    resid_sd: float
-    scale_sd: float
-    offset_sd: float
-    n_tasks: int
-
-    def __post_init__(self):
-        d = len(self.mean)
-        if d < 1 or not all(math.isfinite(v) for v in self.mean):
-            raise ConfigError(f"shift prior mean must be finite, length >= 1 (got {self.mean})")
-        cov = torch.as_tensor(self.cov, dtype=torch.float64)
-        if cov.shape != (d, d) or not torch.isfinite(cov).all():
-            raise ConfigError(f"shift prior cov must be a finite {d} x {d} matrix (got {self.cov})")
-        if torch.linalg.cholesky_ex(cov).info != 0:
-            raise ConfigError(f"shift prior cov must be positive definite (got {self.cov})")
-        for name in ("resid_sd", "scale_sd", "offset_sd"):
-            value = getattr(self, name)
-            if not (math.isfinite(value) and value > 0):
-                raise ConfigError(f"shift prior {name} must be positive and finite (got {value})")
-
-    @property
-    def dim(self) -> int:
-        return len(self.mean)
-
-    def to_dict(self) -> dict:
-        return asdict(self)
-
-    @classmethod
-    def from_dict(cls, d: dict) -> ShiftPrior:
-        fields = {f.name for f in dataclasses.fields(cls)}
-        if not isinstance(d, dict) or set(d) != fields:
-            got = sorted(d) if isinstance(d, dict) else type(d).__name__
-            raise ConfigError(f"a shift prior needs exactly the fields {sorted(fields)} "
-                              f"(got {got})")
-        return cls(**d)
-
-    @classmethod
-    def of(cls, prior: MetaPrior) -> ShiftPrior:
-        """The shift prior stored with `prior`; `ConfigError` if it has none."""
-        if STATS_KEY not in prior.stats:
-            raise ConfigError(
-                "this prior has no shift prior: run metaprior.attach_shift_prior(prior, family) "
-                "(meta_train does it for priors it trains)"
-            )
-        return cls.from_dict(prior.stats[STATS_KEY])
 
 
 def _affine_fit(z: Tensor, y: Tensor, w: Tensor) -> tuple[Tensor, Tensor]:
@@ -207,9 +143,9 @@ def estimate_shift_prior(prior: MetaPrior, family: TaskFamily, n_tasks: int = 64
 
 
 def attach_shift_prior(prior: MetaPrior, family: TaskFamily, **kwargs) -> ShiftPrior:
-    """Estimate the shift prior (`estimate_shift_prior`) and store it in `prior.stats`."""
+    """Estimate the shift prior (`estimate_shift_prior`) and store it as `prior.shift_prior`."""
     shift_prior = estimate_shift_prior(prior, family, **kwargs)
-    prior.stats[STATS_KEY] = shift_prior.to_dict()
+    prior.shift_prior = shift_prior
     return shift_prior
 
 

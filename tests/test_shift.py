@@ -16,7 +16,6 @@ from metaprior.errors import ConfigError, InputDataError
 from metaprior.meta.reptile import meta_train
 from metaprior.prior import MetaPrior
 from metaprior.shift import (
-    STATS_KEY,
     ShiftPrior,
     _profile_affine,
     attach_shift_prior,
@@ -109,10 +108,24 @@ def test_shift_prior_survives_the_prior_file(prior_and_family, tmp_path):
     assert ShiftPrior.of(MetaPrior.load(path)) == ShiftPrior.of(prior)
 
 
+def test_an_old_file_with_the_shift_prior_in_its_stats_still_loads(prior_and_family, tmp_path):
+    """Before the shift prior became a field of the header, prior files kept it in `stats`."""
+    from metaprior.priorfile import write_prior_file
+
+    prior, _ = prior_and_family
+    header = prior.header()
+    header["stats"] = {**header["stats"], "shift_prior": header.pop("shift_prior")}
+    path = tmp_path / "old.prior"
+    write_prior_file(path, {f"param.{i:03d}": p.float() for i, p in enumerate(prior.params)},
+                     header)
+    loaded = MetaPrior.load(path)
+    assert loaded.shift_prior == prior.shift_prior and "shift_prior" not in loaded.stats
+
+
 def test_a_prior_without_shift_prior_is_refused():
     prior = branin_prior()
     bare = MetaPrior(prior.params, prior.bounds, prior.y_mean, prior.y_std, prior.config)
-    assert STATS_KEY not in bare.stats
+    assert bare.shift_prior is None
     with pytest.raises(ConfigError, match="attach_shift_prior"):
         infer_shift(bare, torch.rand(2, 2, dtype=torch.float64), torch.zeros(2, dtype=torch.float64))
 
@@ -144,7 +157,7 @@ def test_meta_train_can_skip_it_and_unfinished_runs_skip_it():
     skipped = meta_train(Forrester(), quick_config(3), progress=False, shift_prior=False)
     unfinished = meta_train(Forrester(), quick_config(3), progress=False, max_steps=2)
     finished = meta_train(Forrester(), quick_config(3), progress=False)
-    assert STATS_KEY not in skipped.stats and STATS_KEY not in unfinished.stats
+    assert skipped.shift_prior is None and unfinished.shift_prior is None
     assert ShiftPrior.of(finished).dim == 1
 
 
@@ -154,7 +167,7 @@ def test_particles_match_a_grid_posterior(prior_and_family):
     prior, _ = prior_and_family
     original = ShiftPrior.of(prior)
     sp = dataclasses.replace(original, resid_sd=0.02)  # wide enough for a grid to resolve
-    prior.stats[STATS_KEY] = sp.to_dict()
+    prior.shift_prior = sp
     try:
         U = torch.tensor([[0.2, 0.7], [0.3, 0.8], [0.1, 0.9]], dtype=torch.float64)
         y = prior.net(U - torch.tensor([0.05, -0.03], dtype=torch.float64))
@@ -172,7 +185,7 @@ def test_particles_match_a_grid_posterior(prior_and_family):
         ratio = particles.t.std(0) / g_sd
         assert ((ratio > 0.6) & (ratio < 1.5)).all(), (particles.t.std(0), g_sd)
     finally:
-        prior.stats[STATS_KEY] = original.to_dict()
+        prior.shift_prior = original
 
 
 def test_bad_inference_inputs_are_refused(prior_and_family):
