@@ -95,9 +95,9 @@ def time_parts(method: str, prior: mp.MetaPrior, opt: Optimizer) -> dict[str, fl
     t0 = time.perf_counter()
     if method == "shift":  # the posterior over shifts alone (the build below repeats it)
         mp.infer_shift(prior, prior.to_unit(X), prior.normalize_y(Y[:, 0]))
-    elif method == "trusted":  # both adaptations: the model's and the leave-one-out copies
+    elif method == "trusted":  # both adaptations: the model's and the held-out copies
         prior.adapt(X, Y)
-        prior.leave_one_out(X, Y)
+        prior.held_out_predictions(X, Y)
     elif method not in ("none", "weighted"):
         prior.adapt(X, Y)  # the adaptation alone (the build below repeats it)
     parts["adapt"] = time.perf_counter() - t0

@@ -39,11 +39,6 @@ def default_n_init(dim: int) -> int:
 
 
 MODES = ("trusted", *PRIOR_MODES, "shift")
-# Below this trust the default model asks space-filling Sobol points until the run holds as
-# many as uninformed BO starts with: falling back has to restore exploration as well as the
-# model, since the points gathered while the prior was trusted cluster around its minimum
-# (DESIGN, "What the benchmarks taught so far").
-FALLBACK_TRUST = 0.5
 
 
 class Optimizer:
@@ -55,12 +50,11 @@ class Optimizer:
         seed: seeds the Sobol design, the model (adaptation, sampler) and the acquisition
             optimiser; equal seeds, equal runs.
         mode: how the prior enters the GP. "trusted" (default): `TrustedPriorModel`, which
-            weighs the prior by how well it explains the observations and falls back to
-            uninformed BO (model and space-filling points) where it does not. Fixed degrees of
+            weighs the prior by how well it predicted the observations and falls back to
+            uninformed BO's GP where it did not. Fixed degrees of
             trust: "mean", "weighted", "kernel", "both" (`MetaPriorModel`'s modes) or "shift"
             (`ShiftEnsembleModel`).
-        n_init: Sobol points before the first GP of uninformed BO (default d + 1); with a
-            prior in mode "trusted", the Sobol points it adds once it stops trusting the prior.
+        n_init: Sobol points before the first GP of uninformed BO (default d + 1).
         num_restarts, raw_samples: `optimize_acqf` settings.
         adapt_steps: inner steps when adapting the prior (default: the prior's).
         trust_region: restrict each BO step's acquisition search to a box around the incumbent
@@ -103,7 +97,6 @@ class Optimizer:
         self._Y = torch.empty(0, 1, dtype=torch.float64)
         self._pending: list[tuple[Tensor, str, float, float]] = []
         self._rows: list[dict] = []
-        self._n_sobol = 0
         self.model = None
         self._trust = self._initial_trust()
 
@@ -120,8 +113,8 @@ class Optimizer:
     def prior_trust(self) -> float:
         """How far the data so far trust the prior, in [0, 1].
 
-        Mode "trusted": the posterior probability that the prior's model explains the task
-        (before any observation, its prior probability); mode "weighted": the fitted weight of
+        Mode "trusted": the weight of the prior's GP in the model average (before any
+        observation, its prior probability); mode "weighted": the fitted weight of
         the network in the mean; the other modes trust the prior fully (1); no prior: 0.
         """
         return self._trust
@@ -152,9 +145,6 @@ class Optimizer:
             return self._sobol_points(n), "sobol"
         self.model = self._fit_model()
         self._trust = float(getattr(self.model, "prior_trust", self._trust))
-        if (self.mode == "trusted" and self.prior is not None and self._trust < FALLBACK_TRUST
-                and self._n_sobol < self.n_init):
-            return self._sobol_points(n), "sobol"
         return self._bo_points(n), "bo"
 
     def zero_shot_point(self) -> Tensor:
@@ -163,7 +153,6 @@ class Optimizer:
 
     def _sobol_points(self, n: int) -> Tensor:
         lo, hi = self.bounds
-        self._n_sobol += n
         return lo + self._sobol.draw(n, dtype=torch.float64) * (hi - lo)
 
     def build_model(self):

@@ -124,29 +124,38 @@ class MetaPrior:
         out.n_adapted = n
         return out
 
-    def leave_one_out(self, X, Y, steps: int | None = None, seed: int = 0) -> Tensor:
-        """Each observation as predicted by a copy adapted to all the others.
+    def held_out_predictions(self, X, Y, scheme: str = "prequential", steps: int | None = None,
+                             seed: int = 0) -> Tensor:
+        """Each observation as predicted by copies adapted to other observations only.
 
-        The `n` copies adapt in one batched call (copy i masks point i out), so this costs
-        about one adaptation of a meta-batch of `n` tasks. An honest test of the prior: the
-        copy adapted to all the points has seen each of them.
+        An honest test of the prior: the copy adapted to all the points has seen each of them.
+        All copies adapt in one batched call (each masks the points it must not see), so this
+        costs about one adaptation of a meta-batch of `n` tasks.
 
         Args:
-            X: `n x d` observations' inputs, original units.
+            X: `n x d` observations' inputs, original units, in the order they were made.
             Y: `n x 1` observations.
+            scheme: "prequential" (copy i adapted to points 0..i-1, copy 0 is the meta-init:
+                each point as predicted before it was made) or "loo" (copy i adapted to all
+                points but i).
             steps: inner steps (default `config.adapt_steps`).
             seed: seeds the minibatch order.
 
         Returns:
             An `n x n` tensor in original units: row i holds copy i's predictions at every
-            point of `X` (the leave-one-out prediction of point i is its diagonal).
+            point of `X` (copy i never saw point i).
         """
         X = check_X(X, self.dim, allow_batch=False)
         Y = check_Y(Y, X.shape[0])
         n = X.shape[0]
         if n == 0:
-            raise InputDataError("leave_one_out needs at least one observation")
-        mask = ~torch.eye(n, dtype=torch.bool)
+            raise InputDataError("held_out_predictions needs at least one observation")
+        if scheme == "prequential":
+            mask = torch.ones(n, n, dtype=torch.bool).tril(-1)
+        elif scheme == "loo":
+            mask = ~torch.eye(n, dtype=torch.bool)
+        else:
+            raise ConfigError(f"scheme must be 'prequential' or 'loo' (got {scheme!r})")
         phi = self._adapt_copies(X, Y, mask, steps, seed)
         U = self.to_unit(X.to(torch.float64)).to(phi[0]).unsqueeze(0).expand(n, -1, -1)
         with torch.no_grad():
@@ -166,7 +175,7 @@ class MetaPrior:
         U = self.to_unit(X.to(torch.float64)).to(device=device, dtype=dtype)
         Z = self.normalize_y(Y.to(torch.float64)[:, 0]).to(device=device, dtype=dtype)
         U, Z = U.unsqueeze(0).expand(B, -1, -1).contiguous(), Z.unsqueeze(0).expand(B, -1)
-        g = make_generator(seed, "adapt", n) if B == 1 else make_generator(seed, "loo", n)
+        g = make_generator(seed, "adapt", n) if B == 1 else make_generator(seed, "copies", n)
         keys = order_keys(n_epochs(steps, n, cfg.inner_batch_size), B, n, g).to(device)
         phi, _ = adapt_batched(stack(self.params, B), U, Z.contiguous(), mask.to(device), keys,
                                steps, cfg.inner_batch_size, cfg.inner_lr, cfg.inner_optimizer,

@@ -1,11 +1,12 @@
 """`TrustedPriorModel`: the prior, trusted only as far as the observations agree with it.
 
-Model averaging of two GPs by how well each predicts every observation from the others
-(leave-one-out "pseudo-Bayesian model averaging", Geisser & Eddy 1979; Yao et al. 2018): an
-informed one (the adapted network as mean, `MetaPriorModel(mode="mean")`) and an uninformed
-one (exactly uninformed BO's `SingleTaskGP`). The informed GP's weight is the prior's trust;
-where the task does not resemble the family the data soon favour the uninformed GP and the
-model becomes uninformed BO's.
+Model averaging of two GPs by how well each predicted the observations before it saw them (the
+prequential log score, Dawid 1984, which sums to the marginal likelihood; leave-one-out
+"pseudo-Bayesian model averaging", Geisser & Eddy 1979, is the alternative): an informed GP
+(the adapted network as mean, `MetaPriorModel(mode="mean")`) and an uninformed one (exactly
+uninformed BO's `SingleTaskGP`). The informed GP's weight is the prior's trust; where the task
+does not resemble the family the data soon favour the uninformed GP and the model becomes
+uninformed BO's.
 """
 
 from __future__ import annotations
@@ -22,7 +23,7 @@ from linear_operator.operators import DenseLinearOperator
 from torch import Tensor
 
 from metaprior.errors import ConfigError, InputDataError
-from metaprior.gp.evidence import fit_gp, loo_score, outcome_scale
+from metaprior.gp.evidence import fit_gp, held_out_score, outcome_scale
 from metaprior.gp.model import MetaPriorModel
 from metaprior.prior import MetaPrior
 from metaprior.tasks.family import validate_bounds
@@ -32,10 +33,12 @@ from metaprior.validation import check_X, check_Y
 # expect it to apply; 0.8 lets one or two points that agree keep full trust, while a clear
 # disagreement (a log-evidence gap above log 4 = 1.4 nats) still tips the balance.
 PRIOR_PROBABILITY = 0.8
-# Fewer points than this leave the trust at its prior probability: with two points the network
-# predicts each from one other point while the uninformed GP's standardisation has seen both,
-# and on held-out Branin and Forrester tasks the trust then dipped below 0.1 on 4 of 6 tasks.
+# Fewer points than this leave the trust at its prior probability, and the first MIN_POINTS - 1
+# points are never scored: the uninformed GP's standardisation has seen every point, which with
+# two points decides its score (leave-one-out at n = 2 put the trust below 0.1 on 4 of 6
+# held-out Branin and Forrester tasks).
 MIN_POINTS = 3
+SCHEMES = ("prequential", "loo")
 # Weights this close to 0 or 1 are rounded, so that only one GP needs a posterior.
 CERTAIN = 1e-6
 
@@ -57,11 +60,14 @@ class TrustedPriorModel(Model, FantasizeMixin):
     """A GP that starts from the prior and trusts it only as far as the data agree.
 
     Both GPs are fitted by marginal likelihood on construction. Each is then scored by the sum
-    of its leave-one-out log predictive densities in the data's own units; for the informed GP
-    point i is predicted by a copy of the network adapted without it (`MetaPrior.leave_one_out`),
-    so the score tests the prior rather than its memory of the points. The scores and the prior
-    probability `prior_probability` give the informed GP's weight `prior_trust` = w (with fewer
-    than `MIN_POINTS` points, w is the prior probability).
+    of its held-out log predictive densities in the data's own units (`held_out_score`): with
+    `scheme="prequential"` (default) point k as predicted from points 0..k-1, so `train_X` must
+    be in the order the points were made; with "loo" from all the others. For the informed GP
+    the point is predicted by a copy of the network adapted only to those points
+    (`MetaPrior.held_out_predictions`), so the score tests the prior rather than its memory of
+    the points. The scores and the prior probability `prior_probability` give the informed
+    GP's weight `prior_trust` = w (with fewer than `MIN_POINTS` points, w is the prior
+    probability).
     The posterior is the Gaussian with the mixture's exact mean and covariance:
     `mean = w m1 + (1 - w) m0`, `cov = w S1 + (1 - w) S0 + w (1 - w) (m1 - m0)(m1 - m0)^T`, so
     every BoTorch acquisition function (analytic or Monte Carlo) uses it as a plain GP's, and
@@ -75,6 +81,7 @@ class TrustedPriorModel(Model, FantasizeMixin):
         prior_probability: prior probability that the task resembles the family, in (0, 1).
         adapt_steps: inner steps of the informed GP's adaptation (default: the prior's).
         seed: seeds the adaptation's minibatch order.
+        scheme: "prequential" or "loo", how the held-out scores are made.
 
     Example:
         >>> model = TrustedPriorModel(X, Y, prior=prior)
@@ -86,8 +93,11 @@ class TrustedPriorModel(Model, FantasizeMixin):
 
     def __init__(self, train_X: Tensor, train_Y: Tensor, prior: MetaPrior,
                  bounds: Tensor | None = None, prior_probability: float = PRIOR_PROBABILITY,
-                 adapt_steps: int | None = None, seed: int = 0) -> None:
+                 adapt_steps: int | None = None, seed: int = 0,
+                 scheme: str = "prequential") -> None:
         super().__init__()
+        if scheme not in SCHEMES:
+            raise ConfigError(f"scheme must be one of {SCHEMES} (got {scheme!r})")
         if not isinstance(prior, MetaPrior):
             raise ConfigError(f"prior must be a MetaPrior (got {type(prior).__name__})")
         if not isinstance(prior_probability, (int, float)) or not 0 < prior_probability < 1:
@@ -103,29 +113,31 @@ class TrustedPriorModel(Model, FantasizeMixin):
         bounds = prior.bounds if bounds is None else validate_bounds(bounds)
         self.prior = prior
         self.prior_probability = float(prior_probability)
+        self.scheme = scheme
         self.informed = MetaPriorModel(train_X, train_Y, prior, mode="mean",
                                        adapt_steps=adapt_steps, seed=seed)
         self.uninformed = SingleTaskGP(train_X, train_Y,
                                        input_transform=Normalize(d=prior.dim, bounds=bounds))
         fit_gp(self.informed)
         fit_gp(self.uninformed)
-        self.log_evidence = self._loo_scores(train_X, train_Y[:, 0], adapt_steps, seed)
-        self.prior_trust = trust_from_evidence(*self.log_evidence, self.prior_probability)
+        self.scores = self._held_out_scores(train_X, train_Y[:, 0], adapt_steps, seed)
+        self.prior_trust = trust_from_evidence(*self.scores, self.prior_probability)
         self.eval()
 
-    def _loo_scores(self, X: Tensor, y: Tensor, adapt_steps: int | None,
+    def _held_out_scores(self, X: Tensor, y: Tensor, adapt_steps: int | None,
                     seed: int) -> tuple[float, float]:
-        """Leave-one-out log scores `(informed, uninformed)`; (0, 0) below `MIN_POINTS`."""
+        """Held-out log scores `(informed, uninformed)`; (0, 0) below `MIN_POINTS`."""
         n = y.shape[0]
         if n < MIN_POINTS:
             return 0.0, 0.0
-        informed_means = self.prior.leave_one_out(X, y.unsqueeze(-1), steps=adapt_steps,
-                                                  seed=seed)
+        informed_means = self.prior.held_out_predictions(X, y.unsqueeze(-1), scheme=self.scheme,
+                                                         steps=adapt_steps, seed=seed)
         offset, scale = outcome_scale(self.uninformed)
         constant = float(self.uninformed.mean_module.constant.detach().reshape(-1)[0])
         uninformed_means = torch.full((n, n), offset + scale * constant, dtype=y.dtype)
-        return (loo_score(self.informed, y, informed_means),
-                loo_score(self.uninformed, y, uninformed_means))
+        skip = MIN_POINTS - 1
+        return (held_out_score(self.informed, y, informed_means, self.scheme, skip),
+                held_out_score(self.uninformed, y, uninformed_means, self.scheme, skip))
 
     @classmethod
     def _from_parts(cls, template: TrustedPriorModel, informed: Model,
@@ -134,8 +146,9 @@ class TrustedPriorModel(Model, FantasizeMixin):
         model = cls.__new__(cls)
         Model.__init__(model)
         model.prior, model.prior_probability = template.prior, template.prior_probability
+        model.scheme = template.scheme
         model.informed, model.uninformed = informed, uninformed
-        model.log_evidence, model.prior_trust = template.log_evidence, template.prior_trust
+        model.scores, model.prior_trust = template.scores, template.prior_trust
         return model
 
     @property

@@ -18,7 +18,7 @@ from gp_helpers import branin_prior
 from torch.quasirandom import SobolEngine
 
 from metaprior.errors import ConfigError, InputDataError
-from metaprior.gp.evidence import loo_log_density
+from metaprior.gp.evidence import loo_log_density, prequential_predictions
 from metaprior.gp.model import MetaPriorModel
 from metaprior.gp.trusted import TrustedPriorModel, trust_from_evidence
 from metaprior.tasks import Branin
@@ -59,12 +59,13 @@ def test_trust_from_evidence():
     assert trust_from_evidence(-math.inf, -math.inf, 0.3) == 0.3
 
 
-def test_trust_is_high_on_a_task_of_the_family_and_low_on_its_negation():
+@pytest.mark.parametrize("scheme", ["prequential", "loo"])
+def test_trust_is_high_on_a_task_of_the_family_and_low_on_its_negation(scheme):
     prior, task = branin_prior(), help_task()
     X = branin_points(8)
     y = task(X).unsqueeze(-1)
-    helped = TrustedPriorModel(X, y, prior)
-    harmed = TrustedPriorModel(X, -y, prior)
+    helped = TrustedPriorModel(X, y, prior, scheme=scheme)
+    harmed = TrustedPriorModel(X, -y, prior, scheme=scheme)
     assert helped.prior_trust > 0.8
     assert harmed.prior_trust < 0.2
 
@@ -147,22 +148,46 @@ def test_bad_input_is_refused():
             TrustedPriorModel(X, Y, prior, prior_probability=bad)
     with pytest.raises(ConfigError, match="MetaPrior"):
         TrustedPriorModel(X, Y, "branin.prior")
+    with pytest.raises(ConfigError, match="kfold"):
+        TrustedPriorModel(X, Y, prior, scheme="kfold")
     with pytest.raises(InputDataError, match="NaN"):
         TrustedPriorModel(X, torch.tensor([[1.0], [math.nan], [2.0]], dtype=torch.float64), prior)
 
 
-def test_leave_one_out_rows_never_saw_their_point():
+def test_held_out_predictions_never_saw_their_point():
     prior, task = branin_prior(), help_task()
     X = branin_points(4)
     y = task(X).unsqueeze(-1)
-    loo = prior.leave_one_out(X, y, seed=0)
+    loo = prior.held_out_predictions(X, y, scheme="loo", seed=0)
     assert loo.shape == (4, 4)
     # copy 0 adapted to points 1..3: the same as adapting to those points alone, up to the
     # minibatch order, so its predictions there are close to a direct adaptation's
     direct = prior.adapt(X[1:], y[1:], seed=0).predict(X)[:, 0]
     assert (loo[0] - direct).abs().max() < 0.2 * prior.y_std
+    pre = prior.held_out_predictions(X, y, scheme="prequential", seed=0)
+    torch.testing.assert_close(pre[0], prior.predict(X)[:, 0], rtol=1e-5, atol=1e-5)  # saw none
+    torch.testing.assert_close(pre[2], prior.adapt(X[:2], y[:2], seed=0).predict(X)[:, 0],
+                               atol=0.2 * prior.y_std, rtol=0)
     with pytest.raises(InputDataError):
-        prior.leave_one_out(X[:0], y[:0])
+        prior.held_out_predictions(X[:0], y[:0])
+    with pytest.raises(ConfigError, match="scheme"):
+        prior.held_out_predictions(X, y, scheme="kfold")
+
+
+def test_prequential_predictions_match_conditioning_on_the_past():
+    g = torch.Generator().manual_seed(1)
+    A = torch.randn(5, 5, generator=g, dtype=torch.float64)
+    K = A @ A.T + 0.5 * torch.eye(5, dtype=torch.float64)
+    y = torch.randn(5, generator=g, dtype=torch.float64)
+    means = torch.randn(5, 5, generator=g, dtype=torch.float64)  # row k: the mean before k
+    error, variance = prequential_predictions(K, y.unsqueeze(0) - means)
+    for k in range(5):
+        r = (y - means[k])[:k]
+        kk = K[k, :k]
+        Kinv = torch.linalg.inv(K[:k, :k]) if k else torch.zeros(0, 0, dtype=torch.float64)
+        mu = means[k, k] + kk @ Kinv @ r
+        torch.testing.assert_close(error[k], y[k] - mu)
+        torch.testing.assert_close(variance[k], K[k, k] - kk @ Kinv @ kk)
 
 
 def test_weighted_mode_fits_a_low_weight_on_a_negated_task():
