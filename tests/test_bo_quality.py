@@ -35,11 +35,17 @@ def median_regret(prior, mode: str = "mean") -> float:
 @pytest.fixture(scope="module")
 def regrets():
     return {"prior": median_regret(branin_prior()), "uninformed": median_regret(None),
-            "shift": median_regret(branin_prior(), mode="shift")}
+            "shift": median_regret(branin_prior(), mode="shift"),
+            "trusted": median_regret(branin_prior(), mode="trusted")}
 
 
 def test_prior_beats_uninformed_bo_at_five_evaluations(regrets):
     assert regrets["prior"] <= 0.5 * regrets["uninformed"], regrets
+
+
+def test_the_trusted_default_keeps_the_head_start(regrets):
+    # On tasks of the family the default trusts the prior and keeps mode "mean"'s lead.
+    assert regrets["trusted"] <= 0.5 * regrets["uninformed"], regrets
 
 
 def test_prior_is_near_the_optimum_at_five_evaluations(regrets):
