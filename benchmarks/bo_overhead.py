@@ -23,7 +23,6 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import os
-import platform
 import time
 import warnings
 from pathlib import Path
@@ -41,6 +40,7 @@ from gpytorch.mlls import ExactMarginalLogLikelihood  # noqa: E402
 from linear_operator.utils.warnings import NumericalWarning  # noqa: E402
 
 import metaprior as mp  # noqa: E402
+from benchmarks.machine import cpu_description  # noqa: E402
 from metaprior.gp import MetaPriorModel, ShiftEnsembleModel, TrustedPriorModel  # noqa: E402
 from metaprior.optim import Optimizer  # noqa: E402
 from metaprior.tasks import Forrester, Hartmann, TaskFamily  # noqa: E402
@@ -124,7 +124,7 @@ def time_parts(method: str, prior: mp.MetaPrior, opt: Optimizer) -> dict[str, fl
     return parts
 
 
-def run(sizes, repeats: int, prior_steps: int) -> pd.DataFrame:
+def run(sizes, repeats: int, prior_steps: int, methods=METHODS) -> pd.DataFrame:
     rows = []
     for family in families():
         t0 = time.perf_counter()
@@ -133,8 +133,8 @@ def run(sizes, repeats: int, prior_steps: int) -> pd.DataFrame:
         for n in sizes:
             X, y, task = observations(family, n)
             for rep in range(repeats):
-                k = rep % len(METHODS)
-                for method in METHODS[k:] + METHODS[:k]:  # rotate the order every repeat
+                k = rep % len(methods)
+                for method in methods[k:] + methods[:k]:  # rotate the order every repeat
                     opt = optimizer(method, prior, family, X, y, seed=rep)
                     seconds = time_iteration(opt, task.fn)
                     expected = {"none": SingleTaskGP, "trusted": TrustedPriorModel,
@@ -145,7 +145,7 @@ def run(sizes, repeats: int, prior_steps: int) -> pd.DataFrame:
                                  "method": method, "repeat": rep, "seconds": seconds, **parts})
             med = (pd.DataFrame([r for r in rows if r["family"] == family.name and r["n"] == n])
                    .groupby("method")["seconds"].median())
-            print(f"  n={n}: " + ", ".join(f"{m} {med[m]:.2f}s" for m in METHODS), flush=True)
+            print(f"  n={n}: " + ", ".join(f"{m} {med[m]:.2f}s" for m in methods), flush=True)
     return pd.DataFrame(rows)
 
 
@@ -165,16 +165,21 @@ def main(argv=None) -> None:
     ap.add_argument("--prior-steps", type=int, default=300)
     ap.add_argument("--quick", action="store_true", help="1 repeat, n = 10 and 30, 100-step priors")
     ap.add_argument("--out", type=Path, default=RESULTS)
+    ap.add_argument("--methods", default=",".join(METHODS),
+                    help="comma-separated, from " + ",".join(METHODS) + " (none is required)")
     args = ap.parse_args(argv)
     if args.quick:
         args.repeats, args.sizes, args.prior_steps = 1, [10, 30], 100
     torch.set_num_threads(1)
     # jitter notices from linear_operator are expected with near-duplicate points; not timed
     warnings.filterwarnings("ignore", category=NumericalWarning)
-    print(f"torch {torch.__version__}, {platform.processor() or platform.machine()}, 1 thread, "
+    print(f"torch {torch.__version__}, {cpu_description()}, 1 thread, "
           f"Optimizer defaults: num_restarts={Optimizer.__init__.__kwdefaults__['num_restarts']}, "
           f"raw_samples={Optimizer.__init__.__kwdefaults__['raw_samples']}")
-    df = run(args.sizes, args.repeats, args.prior_steps)
+    methods = tuple(args.methods.split(","))
+    if "none" not in methods or set(methods) - set(METHODS):
+        ap.error(f"--methods must include 'none' and come from {METHODS} (got {args.methods})")
+    df = run(args.sizes, args.repeats, args.prior_steps, methods)
     table = summary(df)
     args.out.parent.mkdir(parents=True, exist_ok=True)
     df.to_csv(args.out, index=False)
