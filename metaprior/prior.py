@@ -8,6 +8,8 @@ statistics. `adapt` returns an adapted copy; nothing ever mutates a prior in pla
 from __future__ import annotations
 
 import copy
+import math
+import numbers
 import warnings
 
 import torch
@@ -17,10 +19,43 @@ from metaprior.adaptation import adapt_batched, n_epochs, order_keys
 from metaprior.config import ReptileConfig
 from metaprior.errors import AdaptationWarning, ConfigError, InputDataError, PriorFileError
 from metaprior.nets import Params, forward, layer_sizes, stack
-from metaprior.priorfile import FORMAT_VERSION, as_float_tensor, read_prior_file, write_prior_file
+from metaprior.priorfile import (
+    FORMAT_VERSION,
+    as_float_tensor,
+    check_header,
+    check_tensor_names,
+    read_prior_file,
+    write_prior_file,
+)
 from metaprior.shift_prior import LEGACY_STATS_KEY, ShiftPrior
 from metaprior.tasks.family import make_generator, validate_bounds
 from metaprior.validation import check_X, check_Y, warn_out_of_bounds
+
+
+def check_output_stats(y_mean, y_std) -> tuple[float, float]:
+    """The family-level output mean and std as floats; `ConfigError` unless finite, std > 0."""
+    mean, std = float(y_mean), float(y_std)
+    if not math.isfinite(mean):
+        raise ConfigError(f"y_mean must be finite (got {y_mean!r})")
+    if not (math.isfinite(std) and std > 0):
+        raise ConfigError(f"y_std must be finite and positive (got {y_std!r})")
+    return mean, std
+
+
+def check_params(params: Params, sizes: list[int]) -> None:
+    """Weights `[W_0, b_0, ...]` of exactly the shapes the layer `sizes` imply, all finite;
+    else `InputDataError` (a missing bias would otherwise fail only at the first prediction)."""
+    expected = [s for a, b in zip(sizes[:-1], sizes[1:], strict=True) for s in ((b, a), (b,))]
+    got = [tuple(p.shape) for p in params]
+    if got != expected:
+        raise InputDataError(f"weights have shapes {got}; layer sizes {sizes} imply {expected}")
+    for i, p in enumerate(params):
+        if not p.is_floating_point():
+            raise InputDataError(f"weight {i} has dtype {p.dtype}, not floating point")
+        if not torch.isfinite(p).all():
+            n_bad = int((~torch.isfinite(p)).sum())
+            raise InputDataError(f"weight {i} (shape {tuple(p.shape)}) has {n_bad} NaN or inf "
+                                 f"values")
 
 
 class MetaPrior:
@@ -42,13 +77,17 @@ class MetaPrior:
     def __init__(self, params: Params, bounds, y_mean: float, y_std: float,
                  config: ReptileConfig, family: str = "custom", stats: dict | None = None,
                  n_adapted: int = 0, shift_prior: ShiftPrior | None = None):
+        if not isinstance(config, ReptileConfig):
+            raise ConfigError(f"config must be a ReptileConfig (got {type(config).__name__})")
         self.params = [p.detach().clone() for p in params]
         self.bounds = validate_bounds(bounds)
-        self.y_mean = float(y_mean)
-        self.y_std = float(y_std)
+        self.y_mean, self.y_std = check_output_stats(y_mean, y_std)
         self.config = config
         self.family = family
         self.stats = dict(stats or {})
+        if isinstance(n_adapted, bool) or not isinstance(n_adapted, numbers.Integral) \
+                or n_adapted < 0:
+            raise ConfigError(f"n_adapted must be a non-negative integer (got {n_adapted!r})")
         self.n_adapted = int(n_adapted)
         if shift_prior is not None and not isinstance(shift_prior, ShiftPrior):
             raise ConfigError(f"shift_prior must be a ShiftPrior or None "
@@ -56,10 +95,7 @@ class MetaPrior:
         if shift_prior is not None and shift_prior.dim != self.dim:
             raise ConfigError(f"shift_prior has dimension {shift_prior.dim}, the prior {self.dim}")
         self.shift_prior = shift_prior
-        expected = layer_sizes(self.dim, config.hidden)
-        got = [self.params[0].shape[-1]] + [p.shape[0] for p in self.params[::2]]
-        if got != expected:
-            raise InputDataError(f"weights have layer sizes {got}, config implies {expected}")
+        check_params(self.params, layer_sizes(self.dim, config.hidden))
 
     @property
     def dim(self) -> int:
@@ -211,8 +247,9 @@ class MetaPrior:
     def load(cls, path, device=None) -> MetaPrior:
         """Read a prior file; anything but a valid prior raises `PriorFileError`."""
         tensors, h = read_prior_file(path)
+        check_header(h, path)
+        params = check_tensor_names(tensors, path)
         try:
-            params = [tensors[k] for k in sorted(tensors) if k.startswith("param.")]
             config = ReptileConfig.from_dict(h["config"])
             bounds = as_float_tensor(h["bounds"], f"{path}: bounds")
             stats = dict(h.get("stats") or {})

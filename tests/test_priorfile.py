@@ -142,8 +142,12 @@ def test_valid_container_with_inconsistent_contents(tiny_prior, tmp_path):
     write_prior_file(path, tensors, {k: v for k, v in header.items() if k != "y_std"})
     expect_error(path, "y_std")
     # Weights that do not fit the stored hidden sizes.
-    write_prior_file(path, dict(list(tensors.items())[2:]), header)
+    shallow = {f"param.{i:03d}": p for i, p in enumerate(tiny_prior.params[2:])}
+    write_prior_file(path, shallow, header)
     expect_error(path, "layer sizes")
+    # A gap in the weights' names.
+    write_prior_file(path, dict(list(tensors.items())[2:]), header)
+    expect_error(path, "param.000")
 
 
 def test_non_finite_bounds_name_the_file(tiny_prior, tmp_path):
