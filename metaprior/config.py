@@ -3,13 +3,99 @@
 from __future__ import annotations
 
 import dataclasses
+import math
+import numbers
 from dataclasses import dataclass
+
+import numpy as np
 
 from metaprior.errors import ConfigError
 
 INNER_OPTIMIZERS = ("sgd", "adam")
 OUTER_OPTIMIZERS = ("sgd", "adam", "nesterov")
 OUTER_MOMENTUM = 0.9  # of outer_optimizer="nesterov"
+
+
+# ---- parameter constraints -------------------------------------------------------------
+# Each `check` returns the value normalised, or raises TypeError/ValueError. Booleans are not
+# numbers and strings are not booleans, however truthy: `anneal="no"` would anneal.
+def _is_integer(value) -> bool:
+    return isinstance(value, numbers.Integral) and not isinstance(value, (bool, np.bool_))
+
+
+def _is_real(value) -> bool:
+    return isinstance(value, numbers.Real) and not isinstance(value, (bool, np.bool_))
+
+
+class PositiveInt:
+    def check(self, value) -> int:
+        if not _is_integer(value) or value < 1:
+            raise ValueError
+        return int(value)
+
+    def describe(self) -> str:
+        return "a positive integer"
+
+
+class PositiveFinite:
+    def check(self, value) -> float:
+        if not _is_real(value) or not (math.isfinite(value) and value > 0):
+            raise ValueError
+        return float(value)
+
+    def describe(self) -> str:
+        return "a positive finite number"
+
+
+class Boolean:
+    def check(self, value) -> bool:
+        if not isinstance(value, (bool, np.bool_)):
+            raise TypeError
+        return bool(value)
+
+    def describe(self) -> str:
+        return "True or False"
+
+
+class OneOf:
+    def __init__(self, choices: tuple[str, ...]):
+        self.choices = choices
+
+    def check(self, value) -> str:
+        if not isinstance(value, str) or value not in self.choices:
+            raise ValueError
+        return str(value)
+
+    def describe(self) -> str:
+        return f"one of {self.choices}"
+
+
+class Widths:
+    """Hidden-layer widths: positive integers; one integer means one layer."""
+
+    def check(self, value) -> tuple[int, ...]:
+        if _is_integer(value):
+            value = (value,)
+        if isinstance(value, (str, bytes)) or not isinstance(value, (tuple, list)):
+            raise TypeError
+        widths = tuple(PositiveInt().check(v) for v in value)
+        if not widths:
+            raise ValueError
+        return widths
+
+    def describe(self) -> str:
+        return "positive widths, e.g. (32, 32)"
+
+
+class OrNone:
+    def __init__(self, inner):
+        self.inner = inner
+
+    def check(self, value):
+        return None if value is None else self.inner.check(value)
+
+    def describe(self) -> str:
+        return f"None or {self.inner.describe()}"
 
 
 @dataclass(frozen=True)
@@ -58,39 +144,16 @@ class ReptileConfig:
     max_memory_mb: float | None = None
 
     def __post_init__(self):
-        positive_ints = ("outer_steps", "tasks_per_step", "points_per_task", "inner_steps",
-                         "inner_batch_size", "adapt_steps", "checkpoint_every")
-        for name in positive_ints:
+        # One loop over the declared rules (scikit-learn's `_parameter_constraints` style);
+        # each rule also normalises (numpy scalars to Python numbers, a width to a tuple).
+        for name, constraint in PARAMETER_CONSTRAINTS.items():
             value = getattr(self, name)
-            if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-                raise ConfigError(f"ReptileConfig.{name} must be a positive integer (got {value!r})")
-        for name in ("inner_lr", "outer_lr", "max_grad_norm"):
-            value = getattr(self, name)
-            if not isinstance(value, (int, float)) or not value > 0 or value != value:
-                raise ConfigError(f"ReptileConfig.{name} must be a positive number (got {value!r})")
-        hidden = tuple(self.hidden) if not isinstance(self.hidden, int) else (self.hidden,)
-        if not hidden or any(not isinstance(h, int) or h < 1 for h in hidden):
-            raise ConfigError(f"ReptileConfig.hidden must be positive widths (got {self.hidden!r})")
-        object.__setattr__(self, "hidden", hidden)
-        if self.inner_optimizer not in INNER_OPTIMIZERS:
-            raise ConfigError(
-                f"ReptileConfig.inner_optimizer must be one of {INNER_OPTIMIZERS} "
-                f"(got {self.inner_optimizer!r})"
-            )
-        if self.outer_optimizer not in OUTER_OPTIMIZERS:
-            raise ConfigError(
-                f"ReptileConfig.outer_optimizer must be one of {OUTER_OPTIMIZERS} "
-                f"(got {self.outer_optimizer!r})"
-            )
-        if self.chunk_size is not None and (not isinstance(self.chunk_size, int)
-                                            or self.chunk_size < 1):
-            raise ConfigError(f"ReptileConfig.chunk_size must be None or >= 1 "
-                              f"(got {self.chunk_size!r})")
-        if self.max_memory_mb is not None and (isinstance(self.max_memory_mb, bool)
-                                               or not isinstance(self.max_memory_mb, (int, float))
-                                               or not self.max_memory_mb > 0):
-            raise ConfigError(f"ReptileConfig.max_memory_mb must be None or a positive number "
-                              f"(got {self.max_memory_mb!r})")
+            try:
+                normalised = constraint.check(value)
+            except (TypeError, ValueError):
+                raise ConfigError(f"ReptileConfig.{name} must be {constraint.describe()} "
+                                  f"(got {value!r})") from None
+            object.__setattr__(self, name, normalised)
 
     @classmethod
     def seed(cls) -> ReptileConfig:
@@ -112,11 +175,32 @@ class ReptileConfig:
 
     @classmethod
     def from_dict(cls, d: dict) -> ReptileConfig:
+        if not isinstance(d, dict):
+            raise ConfigError(f"a ReptileConfig is read from a dict (got {type(d).__name__})")
         known = {f.name for f in dataclasses.fields(cls)}
         unknown = sorted(set(d) - known)
         if unknown:
             raise ConfigError(f"unknown ReptileConfig fields {unknown}")
-        d = dict(d)
-        if "hidden" in d:
-            d["hidden"] = tuple(d["hidden"])
-        return cls(**d)
+        return cls(**d)  # the constraints turn a JSON list of widths into a tuple
+
+
+# Field -> rule; `__post_init__` checks them all, and a test checks that every field has one.
+PARAMETER_CONSTRAINTS = {
+    "outer_steps": PositiveInt(),
+    "tasks_per_step": PositiveInt(),
+    "points_per_task": PositiveInt(),
+    "inner_steps": PositiveInt(),
+    "inner_batch_size": PositiveInt(),
+    "inner_lr": PositiveFinite(),
+    "outer_lr": PositiveFinite(),
+    "hidden": Widths(),
+    "inner_optimizer": OneOf(INNER_OPTIMIZERS),
+    "outer_optimizer": OneOf(OUTER_OPTIMIZERS),
+    "anneal": Boolean(),
+    "grid_points": Boolean(),
+    "adapt_steps": PositiveInt(),
+    "max_grad_norm": PositiveFinite(),
+    "checkpoint_every": PositiveInt(),
+    "chunk_size": OrNone(PositiveInt()),
+    "max_memory_mb": OrNone(PositiveFinite()),
+}

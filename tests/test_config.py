@@ -69,3 +69,45 @@ def test_replace_validates_too():
 def test_from_dict_rejects_unknown_fields():
     with pytest.raises(ConfigError, match="meta_batch_size"):
         ReptileConfig.from_dict({"meta_batch_size": 10})
+
+
+@pytest.mark.parametrize(("field", "value"), [
+    ("anneal", "no"), ("anneal", "False"), ("anneal", 0), ("anneal", None),
+    ("grid_points", "no"), ("grid_points", 1),
+    ("hidden", (True,)), ("hidden", (32, 2.0)), ("hidden", "32"), ("hidden", True),
+    ("chunk_size", True), ("chunk_size", 2.0),
+    ("inner_lr", True), ("outer_lr", False), ("max_grad_norm", "1"),
+    ("inner_lr", float("inf")), ("outer_lr", float("inf")), ("max_grad_norm", float("-inf")),
+    ("max_memory_mb", float("inf")), ("max_memory_mb", True),
+    ("outer_steps", "10"), ("inner_optimizer", None), ("outer_optimizer", 1),
+])
+def test_truthy_strings_bools_and_infinities_are_refused(field, value):
+    with pytest.raises(ConfigError, match=field) as info:
+        ReptileConfig(**{field: value})
+    assert repr(value) in str(info.value), str(info.value)
+
+
+def test_numpy_scalars_are_numbers_and_are_normalised():
+    np = pytest.importorskip("numpy")
+    cfg = ReptileConfig(outer_steps=np.int64(100), inner_lr=np.float32(0.5), outer_lr=np.float64(1e-3),
+                        hidden=[np.int32(8), 4], chunk_size=np.int16(3), anneal=np.bool_(False),
+                        max_memory_mb=np.int64(64))
+    assert cfg.outer_steps == 100 and type(cfg.outer_steps) is int
+    assert cfg.inner_lr == 0.5 and type(cfg.inner_lr) is float
+    assert cfg.hidden == (8, 4) and all(type(h) is int for h in cfg.hidden)
+    assert cfg.chunk_size == 3 and cfg.anneal is False and type(cfg.max_memory_mb) is float
+    # Normalised values survive the JSON round trip of a prior file's header.
+    assert ReptileConfig.from_dict(cfg.to_dict()) == cfg
+    with pytest.raises(ConfigError, match="outer_steps"):
+        ReptileConfig(outer_steps=np.float64(3.0))
+
+
+def test_every_field_has_exactly_one_declared_rule():
+    from metaprior.config import PARAMETER_CONSTRAINTS
+
+    assert set(PARAMETER_CONSTRAINTS) == {f.name for f in dataclasses.fields(ReptileConfig)}
+
+
+def test_from_dict_needs_a_dict():
+    with pytest.raises(ConfigError, match="list"):
+        ReptileConfig.from_dict([1, 2])
