@@ -6,6 +6,7 @@ index (no per-step copy of the table), so a table of millions of rows streams in
 
 from __future__ import annotations
 
+import warnings
 from collections.abc import Sequence
 
 import numpy as np
@@ -13,7 +14,7 @@ import pandas as pd
 import torch
 from torch import Tensor
 
-from metaprior.errors import InputDataError, TaskFamilyError
+from metaprior.errors import InputDataError, OutOfBoundsWarning, TaskFamilyError
 from metaprior.tasks.family import (
     Task,
     TaskBatch,
@@ -24,6 +25,70 @@ from metaprior.tasks.family import (
 
 # Default split rule: a task is held out when the hash of its name falls in the first fifth.
 TEST_FRACTION_BUCKETS = 5
+
+
+def row_label(df: pd.DataFrame, i: int):
+    """The index label of row `i`, as a plain Python value (`7`, not `np.int64(7)`)."""
+    label = df.index[i]
+    return label.item() if isinstance(label, np.generic) else label
+
+
+def check_columns(df: pd.DataFrame, task: str, inputs: Sequence[str], output: str) -> list[str]:
+    """The input column names as a list; `TaskFamilyError` for a missing, repeated or
+    misplaced column (the output or the task column listed as an input)."""
+    if isinstance(inputs, str) or not isinstance(inputs, Sequence):
+        raise TaskFamilyError(f"inputs must be a list of column names (got {inputs!r})")
+    inputs = list(inputs)
+    if not inputs:
+        raise TaskFamilyError("inputs is empty: a family needs at least one input column")
+    missing = [c for c in [task, *inputs, output] if c not in df.columns]
+    if missing:
+        raise TaskFamilyError(f"columns {missing} not in the DataFrame (has {list(df.columns)})")
+    repeated = sorted({c for c in inputs if inputs.count(c) > 1}, key=str)
+    if repeated:
+        raise TaskFamilyError(f"input columns {repeated} are listed more than once in {inputs}")
+    if output in inputs:
+        raise TaskFamilyError(f"the output column {output!r} is also listed as an input "
+                              f"({inputs}); the network would be given the value it predicts")
+    if task in inputs or task == output:
+        raise TaskFamilyError(f"the task column {task!r} is also listed as an input or the output "
+                              f"(inputs {inputs}, output {output!r})")
+    return inputs
+
+
+def numeric_values(df: pd.DataFrame, columns: list[str]) -> np.ndarray:
+    """The columns as an `N x len(columns)` float64 array; `InputDataError` naming the column,
+    the row and the value of the first entry that is not a number."""
+    out = np.empty((len(df), len(columns)), dtype=np.float64)
+    for j, c in enumerate(columns):
+        col = df[c]
+        try:
+            out[:, j] = col.to_numpy(dtype=np.float64)
+            continue
+        except (TypeError, ValueError):
+            pass
+        coerced = pd.to_numeric(col, errors="coerce")
+        bad = (coerced.isna() & col.notna()).to_numpy()
+        if not bad.any():  # e.g. None in an object column: a missing value, reported as NaN
+            out[:, j] = coerced.to_numpy(dtype=np.float64)
+            continue
+        i = int(bad.argmax())
+        raise InputDataError(f"column {c!r} holds {int(bad.sum())} values that are not numbers, "
+                             f"first at index {row_label(df, i)!r}: {col.iloc[i]!r}")
+    return out
+
+
+def warn_rows_outside(X: np.ndarray, bounds: Tensor, inputs: list[str]) -> None:
+    """Warn (`OutOfBoundsWarning`) about each input column whose rows leave the given bounds:
+    they map outside the unit cube the network is trained on."""
+    lo, hi = bounds.numpy()
+    for j, c in enumerate(inputs):
+        below, above = X[:, j] < lo[j], X[:, j] > hi[j]
+        if below.any() or above.any():
+            warnings.warn(
+                f"{int(below.sum() + above.sum())} rows of column {c!r} lie outside its bounds "
+                f"[{lo[j]}, {hi[j]}] (data range [{X[:, j].min()}, {X[:, j].max()}]); they are "
+                f"used as given, outside the unit cube", OutOfBoundsWarning, stacklevel=3)
 
 
 def default_test_tasks(names: Sequence[str]) -> list[str]:
@@ -88,18 +153,22 @@ class TableFamily(TaskFamily):
             shuffle_seed: rows are shuffled once within each task, so that strided sampling
                 of a task's rows is a random subset whatever order the table came in.
         """
-        missing = [c for c in [task, *inputs, output] if c not in df.columns]
-        if missing:
-            raise TaskFamilyError(f"columns {missing} not in the DataFrame (has {list(df.columns)})")
+        inputs = check_columns(df, task, inputs, output)
         if len(df) == 0:
             raise TaskFamilyError("the DataFrame is empty: no tasks to learn from")
-        values = df[list(inputs) + [output]].to_numpy(dtype=np.float64)
+        values = numeric_values(df, inputs + [output])
         bad = ~np.isfinite(values).all(axis=1)
         if bad.any():
+            i = int(bad.argmax())
+            column = [*inputs, output][int((~np.isfinite(values[i])).argmax())]
             raise InputDataError(
-                f"{int(bad.sum())} rows have NaN or inf in {list(inputs) + [output]}, "
-                f"first at index {df.index[bad.argmax()]!r}: {values[bad.argmax()].tolist()}"
+                f"{int(bad.sum())} rows have NaN or inf in {inputs + [output]}, "
+                f"first at index {row_label(df, i)!r} (column {column!r}): {values[i].tolist()}"
             )
+        unnamed = df[task].isna().to_numpy()
+        if unnamed.any():
+            raise InputDataError(f"{int(unnamed.sum())} rows have no task name in column {task!r}, "
+                                 f"first at index {row_label(df, int(unnamed.argmax()))!r}")
         # Integer codes (names sorted) make the grouping sort numeric: a million string keys
         # sort several times slower than their codes.
         codes, names = pd.factorize(df[task].astype(str), sort=True)
@@ -121,6 +190,7 @@ class TableFamily(TaskFamily):
         bounds = validate_bounds(bounds)
         if bounds.shape[-1] != len(inputs):
             raise TaskFamilyError(f"bounds have {bounds.shape[-1]} columns for {len(inputs)} inputs")
+        warn_rows_outside(values[:, :-1], bounds, inputs)
         names = names.tolist()
         if test_tasks is None:
             test_tasks = default_test_tasks(names)

@@ -10,7 +10,7 @@ import pytest
 import torch
 
 from metaprior.config import ReptileConfig
-from metaprior.errors import InputDataError, TaskFamilyError
+from metaprior.errors import InputDataError, OutOfBoundsWarning, TaskFamilyError
 from metaprior.meta.reptile import meta_train
 from metaprior.tasks import TableFamily
 from metaprior.tasks.family import make_generator
@@ -168,3 +168,40 @@ def test_meta_train_on_a_table_runs():
     prior = meta_train(fam, cfg, progress=False, shift_prior=False)
     assert prior.dim == 2 and prior.family == "table"
     assert all(torch.isfinite(p).all() for p in prior.params)
+
+
+def test_a_non_number_names_its_column_row_and_value():
+    df = runs_frame()
+    df["x2"] = df["x2"].astype(object)
+    df.loc[df.index[5], "x2"] = "0.1x"
+    with pytest.raises(InputDataError, match=rf"column 'x2'.*index {df.index[5]}: '0\.1x'"):
+        TableFamily.from_dataframe(df, task="task", inputs=["x1", "x2"], output="y")
+
+
+def test_a_missing_task_name_names_its_row():
+    df = runs_frame()
+    df["task"] = df["task"].astype(object)
+    df.loc[df.index[3], "task"] = None
+    with pytest.raises(InputDataError, match=f"no task name in column 'task', first at index "
+                                             f"{df.index[3]}"):
+        TableFamily.from_dataframe(df, task="task", inputs=["x1", "x2"], output="y")
+
+
+def test_bounds_narrower_than_the_data_warn_per_column():
+    with pytest.warns(OutOfBoundsWarning, match=r"rows of column 'x1' lie outside its bounds "
+                                                r"\[-1\.0, 3\.0\]") as record:
+        fam = make_family(bounds=[[-1.0, 10.0], [3.0, 20.0]])
+    assert not any("'x2'" in str(w.message) for w in record)  # x2's data lie inside [10, 20]
+    assert fam.dim == 2
+
+
+@pytest.mark.parametrize("inputs, match", [
+    (["x1", "y"], "output column 'y' is also listed as an input"),
+    (["x1", "x1"], r"\['x1'\] are listed more than once"),
+    (["x1", "task"], "task column 'task'"),
+    ("x1", "must be a list of column names"),
+    ([], "at least one input"),
+])
+def test_misplaced_columns(inputs, match):
+    with pytest.raises(TaskFamilyError, match=match):
+        TableFamily.from_dataframe(runs_frame(), task="task", inputs=inputs, output="y")
