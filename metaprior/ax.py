@@ -3,8 +3,9 @@
 The strategy has two nodes:
 
 1. "ZeroShot": the first trial is the prior's zero-shot minimiser (`prior_minimizer` over the
-   experiment's box); further trials requested before any data arrives are scrambled Sobol.
-   It hands over once `n_init` trials exist and at least one has completed with data.
+   experiment's box); further trials requested before any data arrives are scrambled Sobol
+   (every one of them with `zero_shot=False`).
+   It hands over once `n_init` trials exist and at least one has completed with finite data.
 2. "MetaPrior": modular BoTorch (`Generators.BOTORCH_MODULAR`) with `AxMetaPriorModel`
    and Ax's default acquisition (qLogNEI for one objective).
 
@@ -17,12 +18,18 @@ own `Normalize` (prior bounds) and `Standardize`, into whose space it maps the n
 Ax expresses minimisation through objective weights, never by negating Y, so a prior trained
 on minimisation problems models a minimised metric as it is.
 
-Scope: one objective, every parameter a float `RangeParameter`, in the prior's input order
-(`configure_experiment(parameters=[...])` order) and `linear` scaling.
+Scope: one objective and no outcome constraints, every parameter a float `RangeParameter`
+with `linear` scaling, named and ordered as the prior's inputs (`x0`, ..., `x{d-1}` unless
+`input_names` says otherwise; `configure_experiment(parameters=[...])` order). The first trial
+refuses any other experiment with a message that names what differs. A trial that reports NaN
+is skipped (Ax drops non-finite observations) with a warning, and the model takes over only
+once a trial has reported a finite value.
 """
 
 from __future__ import annotations
 
+import math
+import warnings
 from typing import Any
 
 import torch
@@ -42,7 +49,7 @@ from botorch.models.transforms.outcome import Standardize
 from botorch.utils.datasets import SupervisedDataset
 from torch.quasirandom import SobolEngine
 
-from metaprior.errors import ConfigError, InputDataError
+from metaprior.errors import ConfigError, InputDataError, InputDataWarning
 from metaprior.gp.model import MODES, MetaPriorModel
 from metaprior.prior import MetaPrior
 from metaprior.tasks.family import stream_seed
@@ -65,6 +72,7 @@ class AxMetaPriorModel(MetaPriorModel):
     @classmethod
     def construct_inputs(cls, training_data: SupervisedDataset, *, prior: MetaPrior,
                          mode: str = "mean", adapt_steps: int | None = None,
+                         input_names: list[str] | None = None,
                          **kwargs: Any) -> dict[str, Any]:
         """Model kwargs from an Ax dataset: `X` is `n x d` (original units), `Y` is `n x 1`."""
         unsupported = sorted(k for k, v in kwargs.items() if v)
@@ -79,11 +87,60 @@ class AxMetaPriorModel(MetaPriorModel):
                 f"the experiment has {X.shape[-1]} parameters {training_data.feature_names}, "
                 f"the prior was trained on {prior.dim}"
             )
+        check_parameter_names(list(training_data.feature_names), prior_input_names(prior, input_names))
+        if Y.shape[-1] != 1:
+            raise ConfigError(f"metaprior's Ax model handles one objective and no outcome "
+                              f"constraints; the data hold {Y.shape[-1]} outcomes "
+                              f"{training_data.outcome_names}")
         inputs: dict[str, Any] = {"train_X": X, "train_Y": Y, "prior": prior, "mode": mode,
                                   "adapt_steps": adapt_steps}
         if training_data.Yvar is not None:
             inputs["train_Yvar"] = training_data.Yvar
         return inputs
+
+
+def prior_input_names(prior: MetaPrior, input_names: list[str] | None = None) -> list[str]:
+    """The names of the prior's inputs, in its order: `input_names` if given, else its space's
+    (once priors carry one), else `x0`, ..., `x{d-1}`."""
+    if input_names is None:
+        space = getattr(prior, "space", None)
+        input_names = getattr(space, "names", None)
+    if input_names is None:
+        return [f"x{j}" for j in range(prior.dim)]
+    names = [str(n) for n in input_names]
+    if len(names) != prior.dim or len(set(names)) != len(names):
+        raise ConfigError(f"input_names must be {prior.dim} distinct names, one per input of the "
+                          f"prior (got {list(input_names)})")
+    return names
+
+
+def check_parameter_names(names: list[str], expected: list[str]) -> None:
+    """The experiment's parameter names must be the prior's input names in the prior's order;
+    else the prior would be applied to swapped or unrelated axes (`InputDataError`)."""
+    if names == expected:
+        return
+    if sorted(names) == sorted(expected):
+        raise InputDataError(
+            f"the experiment's parameters {names} are the prior's inputs in another order; the "
+            f"prior expects {expected}: configure the experiment's parameters in that order")
+    raise InputDataError(
+        f"the experiment's parameters {names} do not match the prior's inputs {expected}; name "
+        f"them so (in that order), or pass input_names=[...] to generation_strategy if the "
+        f"prior's inputs had other names")
+
+
+def check_objective(experiment: Experiment) -> str:
+    """The name of the experiment's one objective metric; `ConfigError` for several objectives
+    or outcome constraints, which the single-output model cannot represent."""
+    config = experiment.optimization_config
+    if config is None:
+        raise ConfigError("the experiment has no objective: call configure_optimization first")
+    metrics = sorted(config.metric_names)
+    if config.is_moo_problem or len(metrics) != 1:
+        raise ConfigError(f"metaprior's Ax model handles one objective and no outcome "
+                          f"constraints; the experiment's optimization config uses metrics "
+                          f"{metrics}")
+    return metrics[0]
 
 
 def range_box(experiment: Experiment, dim: int) -> tuple[list[str], torch.Tensor]:
@@ -102,31 +159,68 @@ def range_box(experiment: Experiment, dim: int) -> tuple[list[str], torch.Tensor
     return [p.name for p in params], bounds
 
 
+def trials_with_finite_data(experiment: Experiment) -> tuple[set[int], set[int]]:
+    """Indices of the trials whose objective data are all finite, and of those with a NaN or inf
+    value (other metrics, which the model never sees, do not count)."""
+    df = experiment.lookup_data().df
+    config = experiment.optimization_config
+    if config is not None and not df.empty:
+        df = df[df["metric_name"].isin(config.metric_names)]
+    if df.empty:
+        return set(), set()
+    finite = df["mean"].map(lambda v: v is not None and math.isfinite(float(v)))
+    bad = set(df.loc[~finite, "trial_index"].astype(int))
+    return set(df["trial_index"].astype(int)) - bad, bad
+
+
+class MinTrialsWithFiniteData(MinTrials):
+    """`MinTrials` that counts only completed trials whose reported values are all finite.
+
+    Ax drops non-finite observations before fitting, so a NaN trial leaves no data, and a model
+    node reached with no finite data at all fails inside Ax (an `IndexError`).
+    """
+
+    def num_contributing_to_threshold(self, experiment: Experiment,
+                                      trials_from_node: set[int]) -> int:
+        completed = {i for i, t in experiment.trials.items() if t.status == TrialStatus.COMPLETED}
+        return len(completed & trials_with_finite_data(experiment)[0])
+
+
 def handover_criteria(n_init: int) -> list[MinTrials]:
-    """Leave the first node after `n_init` trials, once at least one has completed with data."""
+    """Leave the first node after `n_init` trials, once at least one has completed with finite
+    data."""
     return [
         MinTrials(threshold=n_init, transition_to=MODEL_NODE, use_all_trials_in_exp=True,
                   not_in_statuses=[TrialStatus.FAILED, TrialStatus.ABANDONED]),
-        MinTrials(threshold=1, transition_to=MODEL_NODE, use_all_trials_in_exp=True,
-                  only_in_statuses=[TrialStatus.COMPLETED], count_only_trials_with_data=True),
+        MinTrialsWithFiniteData(threshold=1, transition_to=MODEL_NODE, use_all_trials_in_exp=True,
+                                only_in_statuses=[TrialStatus.COMPLETED],
+                                count_only_trials_with_data=True),
     ]
 
 
 class ZeroShotNode(ExternalGenerationNode):
     """First trial at the prior's zero-shot minimiser; Sobol for any more before data.
 
+    It also checks the experiment before the first trial (one objective, the prior's parameters
+    in its order) and warns about trials that reported NaN.
+
     Args:
         prior: the `MetaPrior`.
         n_init: trials generated here before handing over (at least one must complete).
         seed: seeds the zero-shot screen and the Sobol sequence.
+        input_names: the prior's input names (default: `prior_input_names(prior)`).
+        zero_shot: the first trial at the zero-shot minimiser (else every trial here is Sobol).
     """
 
-    def __init__(self, prior: MetaPrior, n_init: int = 1, seed: int = 0):
+    def __init__(self, prior: MetaPrior, n_init: int = 1, seed: int = 0,
+                 input_names: list[str] | None = None, zero_shot: bool = True):
         super().__init__(
             name=ZERO_SHOT_NODE,
             transition_criteria=handover_criteria(n_init),
         )
-        self.prior, self.seed = prior, int(seed)
+        self.prior, self.seed, self.zero_shot = prior, int(seed), bool(zero_shot)
+        self.input_names = prior_input_names(prior, input_names)
+        self.warned_nan: set[int] = set()
         self.names: list[str] = []
         self.bounds: torch.Tensor | None = None
         self.n_existing = 0
@@ -134,21 +228,29 @@ class ZeroShotNode(ExternalGenerationNode):
                                  seed=stream_seed(self.seed, "ax-sobol") % 2**31)
 
     def update_generator_state(self, experiment: Experiment, data: Data) -> None:
+        metric = check_objective(experiment)
         self.names, self.bounds = range_box(experiment, self.prior.dim)
+        check_parameter_names(self.names, self.input_names)
         self.n_existing = len(experiment.trials)
+        bad = sorted(trials_with_finite_data(experiment)[1] - self.warned_nan)
+        if bad:
+            warnings.warn(f"trials {bad} reported NaN or inf for {metric!r}; Ax skips those "
+                          f"values, and the model takes over once a trial reports a finite one",
+                          InputDataWarning, stacklevel=2)
+            self.warned_nan.update(bad)
 
     def get_next_candidate(self, pending_parameters: list[TParameterization]
                            ) -> TParameterization:
         lo, hi = self.bounds
-        if self.n_existing == 0 and not pending_parameters:
+        if self.zero_shot and self.n_existing == 0 and not pending_parameters:
             x = prior_minimizer(self.prior, self.bounds, seed=self.seed)
         else:  # the zero-shot point is taken: spread the rest of the initial design
             x = lo + self.sobol.draw(1, dtype=torch.float64)[0] * (hi - lo)
         return {name: float(v) for name, v in zip(self.names, x.tolist(), strict=True)}
 
 
-def model_config(prior: MetaPrior, mode: str = "mean",
-                 adapt_steps: int | None = None) -> ModelConfig:
+def model_config(prior: MetaPrior, mode: str = "mean", adapt_steps: int | None = None,
+                 input_names: list[str] | None = None) -> ModelConfig:
     """The Ax `ModelConfig` for `AxMetaPriorModel`.
 
     No Ax input transform: the model builds `Normalize` with the prior's bounds. A
@@ -156,7 +258,8 @@ def model_config(prior: MetaPrior, mode: str = "mean",
     """
     return ModelConfig(
         botorch_model_class=AxMetaPriorModel,
-        model_options={"prior": prior, "mode": mode, "adapt_steps": adapt_steps},
+        model_options={"prior": prior, "mode": mode, "adapt_steps": adapt_steps,
+                       "input_names": input_names},
         input_transform_classes=None,
         outcome_transform_classes=[Standardize],
         outcome_transform_options={"Standardize": {"m": 1}},
@@ -167,7 +270,8 @@ def model_config(prior: MetaPrior, mode: str = "mean",
 def generation_strategy(prior: MetaPrior, mode: str = "mean", n_init: int = 1,
                         zero_shot: bool = True, seed: int = 0,
                         adapt_steps: int | None = None,
-                        torch_device: str | None = None) -> GenerationStrategy:
+                        torch_device: str | None = None,
+                        input_names: list[str] | None = None) -> GenerationStrategy:
     """An Ax `GenerationStrategy` that starts from `prior` and models with `MetaPriorModel`.
 
     Args:
@@ -178,6 +282,9 @@ def generation_strategy(prior: MetaPrior, mode: str = "mean", n_init: int = 1,
         seed: seeds the initial design.
         adapt_steps: adaptation steps of the network (default: the prior's).
         torch_device: device of the BoTorch model, e.g. "cuda".
+        input_names: the names of the prior's inputs in its order, which the experiment's
+            parameters must match (default: the prior's space's names, else `x0`, ...,
+            `x{d-1}`).
 
     Example:
         >>> client = Client()
@@ -193,17 +300,13 @@ def generation_strategy(prior: MetaPrior, mode: str = "mean", n_init: int = 1,
                           f"'shift' (an ensemble of GPs) works with metaprior.Optimizer")
     if isinstance(n_init, bool) or not isinstance(n_init, int) or n_init < 1:
         raise ConfigError(f"n_init must be a positive integer (got {n_init!r})")
-    if zero_shot:
-        init: GenerationNode = ZeroShotNode(prior, n_init=n_init, seed=seed)
-    else:
-        init = GenerationNode(
-            name=ZERO_SHOT_NODE,
-            generator_specs=[GeneratorSpec(generator_enum=Generators.SOBOL,
-                                           generator_kwargs={"seed": seed})],
-            transition_criteria=handover_criteria(n_init),
-        )
+    input_names = prior_input_names(prior, input_names)
+    # Both starts run in ZeroShotNode, so that the experiment is checked before its first trial.
+    init = ZeroShotNode(prior, n_init=n_init, seed=seed, input_names=input_names,
+                        zero_shot=zero_shot)
     generator_kwargs: dict[str, Any] = {
-        "surrogate_spec": SurrogateSpec(model_configs=[model_config(prior, mode, adapt_steps)]),
+        "surrogate_spec": SurrogateSpec(model_configs=[model_config(prior, mode, adapt_steps,
+                                                                    input_names)]),
         # No adapter transforms: X stays in original units, Y as reported (see module doc).
         "transforms": [],
     }

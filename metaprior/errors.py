@@ -30,9 +30,17 @@ class CheckpointError(MetaPriorError):
     """A training checkpoint that does not match the run that tries to resume from it."""
 
 
+class TrainingDivergedError(MetaPriorError, ArithmeticError):
+    """Meta-training produced NaN or inf weights (learning rates too large); nothing was saved."""
+
+
 class OutOfBoundsWarning(UserWarning):
     """Points outside the search bounds were given; they are used (or clamped) as stated."""
 
 
 class AdaptationWarning(UserWarning):
     """Adapting the network to observations went non-finite; the meta-init was kept instead."""
+
+
+class InputDataWarning(UserWarning):
+    """Some of the data given were skipped or used in part (e.g. a trial that reported NaN)."""

@@ -15,7 +15,7 @@ from ax.api.configs import RangeParameterConfig  # noqa: E402
 
 from metaprior import ReptileConfig, meta_train  # noqa: E402
 from metaprior.ax import AxMetaPriorModel, fitted_model, generation_strategy  # noqa: E402
-from metaprior.errors import ConfigError, InputDataError  # noqa: E402
+from metaprior.errors import ConfigError, InputDataError, InputDataWarning  # noqa: E402
 from metaprior.tasks import Branin  # noqa: E402
 from metaprior.zero_shot import prior_minimizer  # noqa: E402
 
@@ -114,3 +114,63 @@ def test_bad_arguments_and_mismatched_experiment(branin_prior):
     client.set_generation_strategy(generation_strategy(branin_prior))
     with pytest.raises(InputDataError, match="3 parameters"):
         client.get_next_trials(max_trials=1)
+
+
+def test_parameters_in_another_order_or_with_other_names_are_refused(branin_prior):
+    fam = Branin()
+    swapped = fam.bounds.flip(-1)
+    client = make_client(swapped, names=("x1", "x0"))
+    client.set_generation_strategy(generation_strategy(branin_prior))
+    with pytest.raises(InputDataError, match=r"\['x1', 'x0'\] are the prior's inputs in another "
+                                             r"order; the prior expects \['x0', 'x1'\]"):
+        client.get_next_trials(max_trials=1)
+    client = make_client(fam.bounds, names=("lr", "depth"))
+    client.set_generation_strategy(generation_strategy(branin_prior))
+    with pytest.raises(InputDataError, match=r"\['lr', 'depth'\] do not match .*\['x0', 'x1'\]"):
+        client.get_next_trials(max_trials=1)
+    # The Sobol start checks the experiment before its first trial too.
+    client = make_client(fam.bounds, names=("x1", "x0"))
+    client.set_generation_strategy(generation_strategy(branin_prior, zero_shot=False))
+    with pytest.raises(InputDataError, match="another order"):
+        client.get_next_trials(max_trials=1)
+    # Named inputs: the experiment's names must follow them.
+    client = make_client(fam.bounds, names=("lr", "depth"))
+    client.set_generation_strategy(generation_strategy(branin_prior, input_names=["lr", "depth"]))
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        (index, params), = client.get_next_trials(max_trials=1).items()
+    assert set(params) == {"lr", "depth"}
+    with pytest.raises(ConfigError, match="2 distinct names"):
+        generation_strategy(branin_prior, input_names=["lr"])
+
+
+def test_two_objectives_are_refused_before_the_first_trial(branin_prior):
+    client = make_client(Branin().bounds)
+    client.configure_optimization(objective="-loss, -cost")
+    client.set_generation_strategy(generation_strategy(branin_prior))
+    with pytest.raises(ConfigError, match=r"one objective.*\['cost', 'loss'\]"):
+        client.get_next_trials(max_trials=1)
+    assert len(client._experiment.trials) == 0
+
+
+def test_a_nan_outcome_is_skipped_with_a_warning(branin_prior):
+    fam = Branin()
+    task = fam.held_out_tasks(1, seed=7)[0]
+    client = make_client(fam.bounds)
+    strategy = generation_strategy(branin_prior)
+    client.set_generation_strategy(strategy)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        (index, params), = client.get_next_trials(max_trials=1).items()
+    client.complete_trial(index, raw_data={"loss": float("nan")})
+    # Ax drops the NaN; without a finite value the model node would fail inside Ax.
+    with pytest.warns(InputDataWarning, match=r"trials \[0\] reported NaN or inf for 'loss'"):
+        (index, params), = client.get_next_trials(max_trials=1).items()
+    assert client._experiment.trials[index].generator_runs[0]._generation_node_name == "ZeroShot"
+    x = torch.tensor([[params["x0"], params["x1"]]], dtype=torch.float64)
+    client.complete_trial(index, raw_data={"loss": float(task(x)[0])})
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        (index, params), = client.get_next_trials(max_trials=1).items()
+    assert client._experiment.trials[index].generator_runs[0]._generation_node_name == "MetaPrior"
+    assert fitted_model(strategy).train_targets.shape[-1] == 1  # the NaN trial left no data
