@@ -12,6 +12,10 @@ estimate: e.g. B=10,000 unchunked 757 MiB measured for 1,239 estimated, chunk_si
 
 from __future__ import annotations
 
+import os
+
+import torch
+
 from metaprior.adaptation import n_epochs
 from metaprior.config import ReptileConfig
 from metaprior.errors import ConfigError
@@ -73,3 +77,40 @@ def chunk_size_for_memory(cfg: ReptileConfig, dim: int, max_memory_mb: float,
         )
     shard = -(-cfg.tasks_per_step // max(1, int(world_size)))
     return max(1, min(shard, int(budget // per_task)))
+
+
+def total_memory_bytes(device: torch.device) -> int | None:
+    """The device's memory (a GPU's, or the host's RAM for "cpu"); None when unknown."""
+    if device.type == "cuda":
+        return int(torch.cuda.get_device_properties(device).total_memory)
+    if device.type == "cpu":
+        try:
+            return os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
+        except (ValueError, OSError, AttributeError):  # not a POSIX system
+            return None
+    return None
+
+
+def check_fits_memory(cfg: ReptileConfig, dim: int, chunk: int, device: torch.device) -> None:
+    """Refuse, before any allocation, a run whose step cannot fit in the device's memory.
+
+    Only runs that need more than the whole memory even without the `OVERHEAD` margin are
+    refused: an estimate must never stop a run that would have fitted.
+
+    Raises:
+        ConfigError: naming the network, the chunk and both sizes.
+    """
+    total = total_memory_bytes(device)
+    if total is None:
+        return
+    per_task = bytes_per_task(cfg, dim)
+    need = unchunked_bytes(cfg, dim) + chunk * per_task
+    if need / OVERHEAD <= total:
+        return
+    gib = 2**30
+    advice = ("use fewer or narrower hidden layers" if per_task / OVERHEAD > total
+              else "set a smaller chunk_size or max_memory_mb, or fewer tasks_per_step")
+    raise ConfigError(
+        f"hidden={cfg.hidden} with chunks of {chunk} tasks needs about {need / gib:.3g} GiB per "
+        f"step, more than the {total / gib:.3g} GiB of {device}; {advice}"
+    )

@@ -8,6 +8,9 @@ pseudo-gradient).
 
 from __future__ import annotations
 
+import contextlib
+import math
+import numbers
 import time
 
 import torch
@@ -15,12 +18,13 @@ from tqdm.auto import tqdm
 
 from metaprior.adaptation import adapt_batched, n_epochs, order_keys
 from metaprior.config import OUTER_MOMENTUM, ReptileConfig
-from metaprior.errors import ConfigError, TaskFamilyError
+from metaprior.errors import CheckpointError, ConfigError, TaskFamilyError, TrainingDivergedError
 from metaprior.meta import distributed as dist_utils
-from metaprior.meta.checkpoint import load_checkpoint, save_checkpoint
-from metaprior.meta.memory import chunk_size_for_memory
+from metaprior.meta.checkpoint import CheckpointLock, load_checkpoint, save_checkpoint
+from metaprior.meta.memory import check_fits_memory, chunk_size_for_memory
 from metaprior.nets import init_params
 from metaprior.prior import MetaPrior
+from metaprior.priorfile import check_writable_file
 from metaprior.shift import attach_shift_prior
 from metaprior.tasks.family import TaskBatch, TaskFamily, make_generator
 
@@ -28,22 +32,69 @@ STATS_TASKS = 256  # tasks sampled once to estimate the family-level output mean
 HISTORY_EVERY = 10  # steps averaged into one entry of the loss history
 
 
+def check_finite_outputs(batch: TaskBatch, family: TaskFamily, where: str) -> None:
+    """`TaskFamilyError` when a sampled task has NaN or inf outputs: they would train NaN."""
+    Y = batch.Y[batch.mask]
+    finite = torch.isfinite(Y)
+    if bool(finite.all()):
+        return
+    n_nan, n_inf = int(torch.isnan(Y).sum()), int(torch.isinf(Y).sum())
+    raise TaskFamilyError(f"{family.name}: {n_nan} NaN and {n_inf} inf outputs among the "
+                          f"{Y.numel()} sampled for {where}; a family's outputs must be finite")
+
+
 def output_stats(family: TaskFamily, points: int, seed: int) -> tuple[float, float]:
     """Family-level mean and std of the outputs over training tasks (masked)."""
     batch = family.sample(STATS_TASKS, points, make_generator(seed, "output-stats"), "train")
+    check_finite_outputs(batch, family, "the output statistics")
     y = batch.Y[batch.mask].double()
+    mean = float(y.mean())
     std = float(y.std()) if y.numel() > 1 else 0.0
+    if not (math.isfinite(mean) and math.isfinite(std)) and y.numel() > 1:
+        # Squares of values near 1e200 overflow; those of values scaled to [-1, 1] cannot.
+        scale = float(y.abs().max())
+        mean, std = float((y / scale).mean()) * scale, float((y / scale).std()) * scale
+    if not (math.isfinite(mean) and math.isfinite(std)):
+        raise TaskFamilyError(f"{family.name}: outputs too large to standardise (mean={mean}, "
+                              f"std={std}); rescale the family's outputs")
     if not std > 0:
         raise TaskFamilyError(f"{family.name}: outputs have zero spread (std={std}); "
                               "nothing to learn")
-    return float(y.mean()), std
+    return mean, std
 
 
 def resolve_device(device) -> torch.device:
-    device = torch.device(device) if device is not None else torch.device("cpu")
-    if device.type == "cuda" and not torch.cuda.is_available():
-        raise ConfigError(f"device={device} requested but CUDA is not available")
-    return device
+    """`device` as a `torch.device` that this machine has; else `ConfigError` naming it."""
+    if device is None:
+        return torch.device("cpu")
+    try:
+        dev = torch.device(device)
+    except (RuntimeError, TypeError, ValueError):
+        raise ConfigError(f"device={device!r} is not a device; use 'cpu', 'cuda' or "
+                          f"'cuda:N'") from None
+    if dev.type == "cuda":
+        if not torch.cuda.is_available():
+            raise ConfigError(f"device={device!r} requested but CUDA is not available")
+        n = torch.cuda.device_count()
+        if dev.index is not None and dev.index >= n:
+            raise ConfigError(f"device={device!r} requested but this machine has {n} CUDA "
+                              f"device(s): cuda:0 to cuda:{n - 1}")
+    elif dev.type == "mps":
+        if not torch.backends.mps.is_available():
+            raise ConfigError(f"device={device!r} requested but MPS is not available")
+    elif dev.type != "cpu":
+        raise ConfigError(f"device={device!r}: meta-training runs on 'cpu', 'cuda' or 'mps'")
+    return dev
+
+
+def check_max_steps(max_steps) -> int | None:
+    """None, or an integer >= 0 (0 returns the initialisation, untrained)."""
+    if max_steps is None:
+        return None
+    if not isinstance(max_steps, numbers.Integral) or isinstance(max_steps, bool) \
+            or max_steps < 0:
+        raise ConfigError(f"max_steps must be None or an integer >= 0 (got {max_steps!r})")
+    return int(max_steps)
 
 
 def check_family(family: TaskFamily, cfg: ReptileConfig) -> None:
@@ -78,6 +129,7 @@ class ReptileTrainer:
             self.chunk = min(self.chunk, chunk_size_for_memory(cfg, family.dim, cfg.max_memory_mb,
                                                                self.world))
         self.y_mean, self.y_std = output_stats(family, cfg.points_per_task, seed)
+        check_fits_memory(cfg, family.dim, self.chunk, self.device)
         init = init_params(family.dim, cfg.hidden, make_generator(seed, "init"))
         self.theta = [torch.nn.Parameter(p.to(self.device)) for p in init]
         if cfg.outer_optimizer == "adam":
@@ -120,13 +172,17 @@ class ReptileTrainer:
         state = load_checkpoint(path, self.run_keys())
         if state is None:
             return False
-        with torch.no_grad():
-            for p, q in zip(self.theta, state["theta"], strict=True):
-                p.copy_(q)
-        self.opt.load_state_dict(state["opt"])
-        self.step, self.history = int(state["step"]), list(state["history"])
-        self.window = list(state.get("window", []))
-        self.seconds = float(state["seconds"])
+        try:
+            with torch.no_grad():
+                for p, q in zip(self.theta, state["theta"], strict=True):
+                    p.copy_(q)
+            self.opt.load_state_dict(state["opt"])
+            self.step, self.history = int(state["step"]), list(state["history"])
+            self.window = list(state.get("window", []))
+            self.seconds = float(state["seconds"])
+        except (KeyError, ValueError, TypeError, RuntimeError) as e:
+            raise CheckpointError(f"{path}: incomplete or inconsistent checkpoint "
+                                  f"({type(e).__name__}: {e})") from None
         return True
 
     # ---- one outer step --------------------------------------------------------------
@@ -134,6 +190,7 @@ class ReptileTrainer:
         cfg, B, P = self.cfg, self.cfg.tasks_per_step, self.cfg.points_per_task
         g = make_generator(self.seed, "step", self.step)
         batch = self.family.sample(B, P, g, "train", grid=cfg.grid_points)
+        check_finite_outputs(batch, self.family, f"outer step {self.step}")
         n = batch.Y.shape[-1]
         keys = order_keys(n_epochs(cfg.inner_steps, n, cfg.inner_batch_size), B, n, g)
         mine = dist_utils.shard(B, self.rank, self.world)
@@ -161,9 +218,31 @@ class ReptileTrainer:
                 group["lr"] = cfg.outer_lr * frac
         for p, d in zip(self.theta, delta_sum, strict=True):
             p.grad = d / B
-        self.opt.step()
+        try:
+            self.opt.step()
+        except RuntimeError as e:  # torch's Adam refuses a step too large for float32
+            if "overflow" not in str(e):
+                raise
+            raise self.diverged(f"the outer step overflowed ({e})") from None
+        self.check_finite(loss_sum)
         self.step += 1
         return float(loss_sum) / B
+
+    def check_finite(self, loss_sum: torch.Tensor) -> None:
+        """Stop a diverged run before a NaN checkpoint or prior is written (one sync)."""
+        finite = torch.stack([torch.isfinite(p).all() for p in self.theta]
+                             + [torch.isfinite(loss_sum).all()])
+        if not bool(finite.all()):
+            raise self.diverged("the weights became NaN or inf")
+
+    def diverged(self, what: str) -> TrainingDivergedError:
+        cfg = self.cfg
+        return TrainingDivergedError(
+            f"meta-training diverged at outer step {self.step}: {what} "
+            f"(inner_lr={cfg.inner_lr}, outer_lr={cfg.outer_lr}, inner_optimizer="
+            f"{cfg.inner_optimizer}, outer_optimizer={cfg.outer_optimizer}); lower the "
+            f"learning rates. Nothing was saved; an earlier checkpoint is intact"
+        )
 
     def snapshot_like(self) -> MetaPrior:
         """A lightweight view used only for the normalisation maps."""
@@ -190,12 +269,20 @@ def meta_train(family: TaskFamily, config: ReptileConfig | None = None, seed: in
         resume: continue from `checkpoint` if it exists; the result is bit-identical to an
             uninterrupted run on CPU.
         log_dir: write TensorBoard scalars there (needs the `tensorboard` extra).
-        max_steps: stop after this many outer steps in this call (the run can be resumed).
+        max_steps: stop after this many outer steps in this call (the run can be resumed);
+            0 returns the initialisation.
         shift_prior: once training is complete, also estimate the prior over task shifts
             that `ShiftEnsembleModel` needs (`metaprior.shift`; a few seconds).
 
     Returns:
         The meta-trained `MetaPrior`.
+
+    Raises:
+        ConfigError: a bad argument, a device this machine lacks, a checkpoint path that is a
+            folder, or a network that cannot fit in the device's memory.
+        TaskFamilyError: the family's outputs are NaN, inf or constant.
+        CheckpointError: the checkpoint belongs to another run, or another run holds it.
+        TrainingDivergedError: the weights became NaN or inf; nothing is saved.
 
     Example:
         >>> prior = meta_train(Logistic(), ReptileConfig(outer_steps=500), seed=0)
@@ -203,7 +290,21 @@ def meta_train(family: TaskFamily, config: ReptileConfig | None = None, seed: in
     cfg = config if config is not None else ReptileConfig()
     if not isinstance(cfg, ReptileConfig):
         raise ConfigError(f"config must be a ReptileConfig (got {type(cfg).__name__})")
+    max_steps = check_max_steps(max_steps)
     trainer = ReptileTrainer(family, cfg, seed, device)
+    with contextlib.ExitStack() as stack:
+        if checkpoint is not None and trainer.rank == 0:
+            # Before any work: a path that cannot be written would fail only at the first
+            # checkpoint, and a second run on the same checkpoint would overwrite this one's.
+            check_writable_file(checkpoint, "checkpoint")
+            stack.enter_context(CheckpointLock(checkpoint))
+        return train_loop(trainer, checkpoint, resume, log_dir, max_steps, progress, shift_prior)
+
+
+def train_loop(trainer: ReptileTrainer, checkpoint, resume: bool, log_dir, max_steps: int | None,
+               progress: bool, shift_prior: bool) -> MetaPrior:
+    """`meta_train`'s loop on a prepared trainer (see there for the arguments)."""
+    family, cfg, seed = trainer.family, trainer.cfg, trainer.seed
     if resume and checkpoint is not None:
         trainer.restore(checkpoint)
     # A rank that cannot see the checkpoint would silently start over and train another model.

@@ -62,9 +62,19 @@ class FunctionFamily(TaskFamily):
     def evaluate(self, X: Tensor, params: Tensor) -> Tensor:
         """Batched evaluation: X `B x n x d`, params `B x p` -> `B x n`."""
         Y = self.fn(X, params.to(X))
-        if Y.shape != X.shape[:-1]:
+        if not isinstance(Y, Tensor) or Y.shape != X.shape[:-1]:
+            got = tuple(Y.shape) if isinstance(Y, Tensor) else type(Y).__name__
             raise TaskFamilyError(
-                f"{self.name}: fn returned shape {tuple(Y.shape)}, expected {tuple(X.shape[:-1])}"
+                f"{self.name}: fn returned shape {got}, expected {tuple(X.shape[:-1])}"
+            )
+        finite = torch.isfinite(Y)
+        if not bool(finite.all()):
+            task, point = (~finite).nonzero()[0].tolist()[:2] if Y.ndim >= 2 else (0, 0)
+            raise TaskFamilyError(
+                f"{self.name}: fn returned {int(torch.isnan(Y).sum())} NaN and "
+                f"{int(torch.isinf(Y).sum())} inf values; first {Y[task, point].item()} at "
+                f"x={X[task, point].tolist()} with params={params[task].tolist()}; a family's "
+                f"outputs must be finite"
             )
         return Y
 
