@@ -7,6 +7,7 @@ BO: a scrambled Sobol design, then `SingleTaskGP` + qLogNEI.
 
 from __future__ import annotations
 
+import numbers
 import time
 import warnings
 from dataclasses import dataclass
@@ -29,8 +30,13 @@ from metaprior.gp.shift_model import ShiftEnsembleModel
 from metaprior.gp.trusted import PRIOR_PROBABILITY, TrustedPriorModel
 from metaprior.prior import MetaPrior
 from metaprior.tasks.family import stream_seed, validate_bounds
-from metaprior.validation import check_X, warn_out_of_bounds
+from metaprior.validation import as_tensor, check_int, check_X, warn_out_of_bounds
 from metaprior.zero_shot import prior_minimizer
+
+# A told point is the asked one when it lies within this fraction of the bounds' width of it in
+# every coordinate: asked points come back rounded (3 decimals), through float32 or through JSON,
+# and a point that close is the same experiment for any GP fitted to the box.
+ASK_MATCH_TOLERANCE = 1e-3
 
 
 def default_n_init(dim: int) -> int:
@@ -83,13 +89,16 @@ class Optimizer:
         if mode not in MODES:
             raise ConfigError(f"mode must be one of {MODES} (got {mode!r})")
         self.prior, self.mode = prior, mode
-        self.seed = int(seed)
-        self.n_init = default_n_init(d) if n_init is None else int(n_init)
-        if self.n_init < 1:
-            raise ConfigError(f"n_init must be >= 1 (got {n_init})")
-        self.num_restarts, self.raw_samples = int(num_restarts), int(raw_samples)
-        self.adapt_steps = adapt_steps
-        if trust_region is not None and not 0 < trust_region <= 1:
+        self.seed = check_int(seed, "seed", minimum=-(2**63))
+        self.n_init = default_n_init(d) if n_init is None else check_int(n_init, "n_init", 1)
+        self.num_restarts = check_int(num_restarts, "num_restarts", 1)
+        self.raw_samples = check_int(raw_samples, "raw_samples", 1)
+        if self.raw_samples < self.num_restarts:  # BoTorch picks the restarts among the samples
+            raise ConfigError(f"raw_samples ({raw_samples}) must be >= num_restarts ({num_restarts})")
+        self.adapt_steps = None if adapt_steps is None else check_int(adapt_steps, "adapt_steps", 0)
+        if trust_region is not None and (isinstance(trust_region, bool)
+                                         or not isinstance(trust_region, numbers.Real)
+                                         or not 0 < trust_region <= 1):
             raise ConfigError(f"trust_region must be in (0, 1] or None (got {trust_region!r})")
         self.trust_region = trust_region
         self._sobol = SobolEngine(d, scramble=True, seed=stream_seed(self.seed, "sobol") % 2**31)
@@ -122,8 +131,7 @@ class Optimizer:
     # ---- ask ---------------------------------------------------------------------------
     def ask(self, n: int = 1) -> Tensor:
         """The next `n` points to evaluate, `n x d` in original units."""
-        if isinstance(n, bool) or not isinstance(n, int) or n < 1:
-            raise ConfigError(f"n must be a positive integer (got {n!r})")
+        n = check_int(n, "n", 1)
         t0 = time.perf_counter()
         X, source = self._propose(n)
         seconds = (time.perf_counter() - t0) / n
@@ -212,11 +220,11 @@ class Optimizer:
     # ---- tell --------------------------------------------------------------------------
     def tell(self, X, y) -> None:
         """Record evaluations: `X` is `q x d` (or `d`), `y` is `q`, `q x 1` (or a scalar)."""
-        X = torch.as_tensor(X, dtype=torch.float64)
+        X = as_tensor(X, "X").to(torch.float64)
         if X.ndim == 1:
             X = X.unsqueeze(0)
         X = check_X(X, self.dim, "X", allow_batch=False)
-        y = torch.as_tensor(y, dtype=torch.float64)
+        y = as_tensor(y, "y").to(torch.float64)
         if y.ndim == 2 and y.shape[-1] == 1:
             y = y[:, 0]
         y = y.reshape(-1) if y.ndim == 0 else y
@@ -231,11 +239,10 @@ class Optimizer:
         warn_out_of_bounds(X, self.bounds, "X told")
         for x, v in zip(X, y, strict=True):
             source, seconds, asked, trust = "external", 0.0, False, self._trust
-            for i, (p, s, sec, tr) in enumerate(self._pending):
-                if torch.allclose(p, x, rtol=0, atol=1e-9):
-                    source, seconds, asked, trust = s, sec, True, tr
-                    del self._pending[i]
-                    break
+            i = self._match_pending(x)
+            if i is not None:
+                _, source, seconds, trust = self._pending.pop(i)
+                asked = True
             self._X = torch.cat([self._X, x.unsqueeze(0)])
             self._Y = torch.cat([self._Y, v.view(1, 1)])
             best = float(self._Y.min())
@@ -244,6 +251,16 @@ class Optimizer:
             row.update({"y": float(v), "best": best, "source": source, "asked": asked,
                         "seconds": seconds, "prior_trust": trust})
             self._rows.append(row)
+
+    def _match_pending(self, x: Tensor) -> int | None:
+        """Index of the pending ask nearest to `x` (`d`), if one lies within
+        `ASK_MATCH_TOLERANCE` of the bounds' width of it in every coordinate; else None."""
+        if not self._pending:
+            return None
+        width = self.bounds[1] - self.bounds[0]
+        gaps = ((torch.stack([p[0] for p in self._pending]) - x).abs() / width).amax(-1)
+        i = int(gaps.argmin())
+        return i if gaps[i] <= ASK_MATCH_TOLERANCE else None
 
     # ---- results -----------------------------------------------------------------------
     @property
@@ -261,6 +278,13 @@ class Optimizer:
         cols = ["iteration", *[f"x{j}" for j in range(self.dim)], "y", "best", "source",
                 "asked", "seconds", "prior_trust"]
         return pd.DataFrame(self._rows, columns=cols)
+
+    @property
+    def pending(self) -> Tensor:
+        """Points asked and not yet told, `k x d` (the acquisition treats them as pending)."""
+        if not self._pending:
+            return torch.empty(0, self.dim, dtype=torch.float64)
+        return torch.stack([p[0] for p in self._pending])
 
     @property
     def train_X(self) -> Tensor:
@@ -294,8 +318,8 @@ def minimize(fn, bounds, budget: int = 30, prior: MetaPrior | None = None, seed:
         batch_size: points per ask.
         optimizer_kwargs: passed to `Optimizer` (mode, num_restarts, ...).
     """
-    if isinstance(budget, bool) or not isinstance(budget, int) or budget < 1:
-        raise ConfigError(f"budget must be a positive integer (got {budget!r})")
+    budget = check_int(budget, "budget", 1)
+    batch_size = check_int(batch_size, "batch_size", 1)
     opt = Optimizer(bounds, prior=prior, seed=seed, **optimizer_kwargs)
     while opt.train_X.shape[0] < budget:
         X = opt.ask(min(batch_size, budget - opt.train_X.shape[0]))

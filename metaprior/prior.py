@@ -29,7 +29,7 @@ from metaprior.priorfile import (
 )
 from metaprior.shift_prior import LEGACY_STATS_KEY, ShiftPrior
 from metaprior.tasks.family import make_generator, validate_bounds
-from metaprior.validation import check_X, check_Y, warn_out_of_bounds
+from metaprior.validation import check_int, check_X, check_Y, warn_far_from_family, warn_out_of_bounds
 
 
 def check_output_stats(y_mean, y_std) -> tuple[float, float]:
@@ -143,7 +143,10 @@ class MetaPrior:
         """
         X = check_X(X, self.dim, allow_batch=False)
         Y = check_Y(Y, X.shape[0])
+        steps = None if steps is None else check_int(steps, "steps", 0)
+        seed = check_int(seed, "seed", minimum=-(2**63))
         warn_out_of_bounds(X, self.bounds)
+        warn_far_from_family(Y, self.y_mean, self.y_std)
         out = copy.copy(self)
         out.params = [p.clone() for p in self.params]
         out.stats = dict(self.stats)
@@ -183,6 +186,8 @@ class MetaPrior:
         """
         X = check_X(X, self.dim, allow_batch=False)
         Y = check_Y(Y, X.shape[0])
+        steps = None if steps is None else check_int(steps, "steps", 0)
+        seed = check_int(seed, "seed", minimum=-(2**63))
         n = X.shape[0]
         if n == 0:
             raise InputDataError("held_out_predictions needs at least one observation")

@@ -2,19 +2,56 @@
 
 from __future__ import annotations
 
+import numbers
 import warnings
 
 import torch
 from torch import Tensor
 
-from metaprior.errors import InputDataError, OutOfBoundsWarning
+from metaprior.errors import AdaptationWarning, ConfigError, InputDataError, OutOfBoundsWarning
+
+# Observations whose mean (or spread) lies further than this many family-level stds from the
+# family's output scale are not a task of the family as the prior knows it. Measured on a Branin
+# prior (tests/test_bad_inputs.py): mode "mean"'s posterior still passes through its training
+# points with the task shifted by 54 family stds and misses them by ~900 at 89 (by ~5,900 at
+# 180, a shift of 1e4), while the family's own tasks sit within about 5 stds of its mean. 30
+# stays well below the measured break and far above any task of the family.
+FAR_FROM_FAMILY_STDS = 30.0
+
+
+def _short(value, limit: int = 80) -> str:
+    text = repr(value)
+    return text if len(text) <= limit else text[:limit - 3] + "..."
+
+
+def as_tensor(value, name: str) -> Tensor:
+    """`value` as a real tensor (integers and bools become float64); else `InputDataError`.
+
+    Strings, None, objects and complex numbers are refused with the value in the message
+    rather than left to torch's own errors (or to a silent drop of an imaginary part).
+    """
+    try:
+        tensor = torch.as_tensor(value)
+    except (TypeError, ValueError, RuntimeError, OverflowError) as e:
+        raise InputDataError(f"{name} must be real numbers (got {_short(value)}: {e})") from None
+    if tensor.is_complex():
+        raise InputDataError(f"{name} must be real numbers, not complex (got {_short(value)})")
+    if not tensor.is_floating_point():
+        tensor = tensor.to(torch.float64)
+    return tensor
+
+
+def check_int(value, name: str, minimum: int = 0, error: type[Exception] = ConfigError) -> int:
+    """`value` as an int `>= minimum`; any integer type (numpy's too), never a bool or a float
+    (a float would be truncated silently)."""
+    if isinstance(value, bool) or not isinstance(value, numbers.Integral) or value < minimum:
+        raise error(f"{name} must be an integer >= {minimum} (got {value!r})")
+    return int(value)
 
 
 def check_X(X, dim: int, name: str = "X", allow_batch: bool = True) -> Tensor:
     """`X` as a float tensor of shape `... x n x dim`, finite; else `InputDataError`."""
-    X = torch.as_tensor(X)
-    if not X.is_floating_point():
-        X = X.to(torch.float64)
+    X = as_tensor(X, name)
     if X.ndim < 2 or (not allow_batch and X.ndim != 2):
         shape = "n x d" if not allow_batch else "... x n x d"
         raise InputDataError(f"{name} must have shape {shape} (got {tuple(X.shape)})")
@@ -26,11 +63,31 @@ def check_X(X, dim: int, name: str = "X", allow_batch: bool = True) -> Tensor:
     return X
 
 
+def check_float64(model: str, *tensors: Tensor) -> None:
+    """GP code runs in double precision: refuse other dtypes (`InputDataError`) rather than
+    leave BoTorch to fail on a dtype mismatch deep inside a fit."""
+    dtypes = [t.dtype for t in tensors if t is not None]
+    if any(dt != torch.float64 for dt in dtypes):
+        raise InputDataError(f"{model} needs float64 data (got {', '.join(map(str, dtypes))}); GP "
+                             f"code runs in double precision: pass X.double(), Y.double()")
+
+
+def check_query(X: Tensor, dim: int, name: str = "X") -> None:
+    """A model's query points: a tensor `... x q x dim`, finite (a NaN would come back as a NaN
+    posterior, silently); else `InputDataError`."""
+    if not isinstance(X, Tensor):
+        raise InputDataError(f"{name} must be a tensor ... x q x {dim} (got {type(X).__name__})")
+    if X.ndim < 1 or X.shape[-1] != dim:
+        raise InputDataError(f"Expected {name} to have {dim} columns (got shape {tuple(X.shape)})")
+    finite = torch.isfinite(X)
+    if not finite.all():
+        bad = (~finite).nonzero()[0].tolist()
+        raise InputDataError(f"{name} has NaN or inf, first at index {bad}: {X[tuple(bad)].item()}")
+
+
 def check_Y(Y, n: int, name: str = "Y") -> Tensor:
     """`Y` as an `n x 1` float tensor, finite; accepts `n` too."""
-    Y = torch.as_tensor(Y)
-    if not Y.is_floating_point():
-        Y = Y.to(torch.float64)
+    Y = as_tensor(Y, name)
     if Y.ndim == 1:
         Y = Y.unsqueeze(-1)
     if Y.ndim != 2 or Y.shape[-1] != 1 or Y.shape[0] != n:
@@ -56,3 +113,37 @@ def warn_out_of_bounds(X: Tensor, bounds: Tensor, name: str = "X", stacklevel: i
         )
         return True
     return False
+
+
+def far_from_family(Y: Tensor, y_mean: float, y_std: float) -> str | None:
+    """Why observations `Y` (`n x 1`, original units) lie outside the family's output scale
+    (their mean or spread beyond `FAR_FROM_FAMILY_STDS` family stds), or None if they do not."""
+    if Y.numel() == 0:
+        return None
+    Y = Y.detach().to(torch.float64)
+    mean = float(Y.mean())
+    shift = abs(mean - y_mean) / y_std
+    if shift > FAR_FROM_FAMILY_STDS:
+        return (f"their mean {mean:.6g} lies {shift:.3g} family stds from the family's output mean "
+                f"{y_mean:.6g} (std {y_std:.6g})")
+    spread = float(Y.std()) / y_std if Y.numel() > 1 else 0.0
+    if spread > FAR_FROM_FAMILY_STDS:
+        return (f"their std {float(Y.std()):.6g} is {spread:.3g} times the family's output std "
+                f"{y_std:.6g}")
+    return None
+
+
+def warn_far_from_family(Y: Tensor, y_mean: float, y_std: float, stacklevel: int = 3) -> bool:
+    """Warn (`AdaptationWarning`) when observations sit far from the family's output scale
+    (`far_from_family`): another offset or other units than the family's, which a network that
+    predicts the family's values cannot fit. True if it warned."""
+    reason = far_from_family(Y, y_mean, y_std)
+    if reason is None:
+        return False
+    warnings.warn(
+        f"the observations do not look like a task of the prior's family: {reason}. The "
+        f"prior's predictions are unreliable on them (fixed modes follow it anyway; "
+        f"TrustedPriorModel and Optimizer's default mode fall back to uninformed BO).",
+        AdaptationWarning, stacklevel=stacklevel,
+    )
+    return True

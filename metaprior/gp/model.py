@@ -16,7 +16,7 @@ from metaprior.gp.means import NetworkMean, WeightedNetworkMean
 from metaprior.gp.network import FrozenNetwork
 from metaprior.gp.transforms import RESIDUAL_FLOOR, FloorStandardize
 from metaprior.prior import MetaPrior
-from metaprior.validation import check_X, check_Y
+from metaprior.validation import check_float64, check_query, check_X, check_Y, warn_far_from_family
 
 MODES = ("mean", "weighted", "kernel", "both")
 
@@ -66,6 +66,7 @@ class MetaPriorModel(SingleTaskGP):
         if train_X.shape[0] < 1:
             raise InputDataError("MetaPriorModel needs at least one observation; with none, "
                                  "use prior.predict (the zero-shot prior)")
+        check_float64("MetaPriorModel", train_X, train_Y, train_Yvar)
         self.prior = prior
         self.mode = mode
         if input_transform == DEFAULT:
@@ -77,6 +78,7 @@ class MetaPriorModel(SingleTaskGP):
             # with the data. An adapted copy has been fitted to these very points, so its
             # weight stayed near 1 on tasks unlike the family (measured on Branin).
             self.adapted_prior = prior
+            warn_far_from_family(train_Y, prior.y_mean, prior.y_std)  # adapt warns in the others
             network = FrozenNetwork(prior)
         else:
             self.adapted_prior = prior.adapt(train_X, train_Y, steps=adapt_steps, seed=seed)
@@ -107,6 +109,12 @@ class MetaPriorModel(SingleTaskGP):
                     f"mode {mode!r} needs a Standardize outcome transform or None, to map the "
                     f"network's output into the GP's space (got {type(tf).__name__})"
                 )
+
+    def posterior(self, X: Tensor, *args, **kwargs):
+        """`SingleTaskGP.posterior` at `X` (`batch_shape x q x d`, original units), after
+        checking that `X` is finite and has the prior's dimension."""
+        check_query(X, self.prior.dim)
+        return super().posterior(X, *args, **kwargs)
 
     @property
     def prior_trust(self) -> float:

@@ -27,7 +27,7 @@ from metaprior.gp.evidence import fit_gp, held_out_score, outcome_scale
 from metaprior.gp.model import MetaPriorModel
 from metaprior.prior import MetaPrior
 from metaprior.tasks.family import validate_bounds
-from metaprior.validation import check_X, check_Y
+from metaprior.validation import check_query, check_X, check_Y
 
 # Prior probability that a new task resembles the family. A user brings a prior because they
 # expect it to apply; 0.8 lets one or two points that agree keep full trust, while a clear
@@ -179,6 +179,7 @@ class TrustedPriorModel(Model, FantasizeMixin):
         """
         if output_indices not in (None, [0]):
             raise ConfigError(f"the model has one output (got output_indices={output_indices})")
+        check_query(X, self.prior.dim)
         w = self.prior_trust
         parts = []
         if w > CERTAIN:
