@@ -1,9 +1,9 @@
 """The `metaprior` command: train, inspect, evaluate and list priors; run benchmarks and the demo.
 
-Every subcommand has `--help`. Bad input (a missing or corrupt prior, an unknown family, a bad
-config value) prints one line `metaprior: error: <message>` on stderr and exits with 2; an
-operating-system failure (disk full, permission denied) exits with 1. Set `METAPRIOR_DEBUG=1`
-to get the traceback instead.
+Every subcommand has `--help`. Bad input (a bad option, a missing or corrupt prior, an unknown
+family, a bad config value) prints one line `metaprior: error: <message>` on stderr and exits
+with 2; an operating-system failure (disk full, permission denied) or running out of memory
+exits with 1; Ctrl-C exits with 130. Set `METAPRIOR_DEBUG=1` to get the traceback instead.
 """
 
 from __future__ import annotations
@@ -25,6 +25,22 @@ EXIT_INTERRUPTED = 130  # the shell's convention for SIGINT
 
 class CommandError(MetaPriorError):
     """A command-line usage problem found after parsing (e.g. neither --out nor --name)."""
+
+
+class Parser(argparse.ArgumentParser):
+    """argparse with a one-line error: the usage block buried the message under 17 lines."""
+
+    def error(self, message: str):
+        self.exit(2, f"{PROG}: error: {message} (see `{self.prog} --help`)\n")
+
+
+def is_out_of_memory(e: BaseException) -> bool:
+    """A failed allocation: `MemoryError`, CUDA's `OutOfMemoryError`, or the CPU allocator's
+    RuntimeError."""
+    if isinstance(e, MemoryError) or type(e).__name__ == "OutOfMemoryError":
+        return True
+    return isinstance(e, RuntimeError) and ("can't allocate memory" in str(e)
+                                            or "out of memory" in str(e))
 
 
 # ---- helpers ---------------------------------------------------------------------------
@@ -102,6 +118,20 @@ def build_config(args):
     return dataclasses.replace(cfg, **changes)  # __post_init__ validates: ConfigError
 
 
+def check_train_paths(args, targets: list[tuple[str, Path]], checkpoint: Path) -> None:
+    """Every check a path needs, before training rather than after it."""
+    from metaprior.meta.distributed import rank_and_size
+    from metaprior.priorfile import check_writable_file
+
+    if rank_and_size()[0] != 0:  # under torchrun only rank 0 writes
+        return
+    for option, path in targets:
+        check_writable_file(path, option)
+    if args.resume and not checkpoint.is_file():
+        raise CommandError(f"--resume: no checkpoint at {checkpoint} to continue from; drop "
+                           f"--resume to start afresh, or give its path with --checkpoint")
+
+
 def cmd_train(args) -> int:
     from metaprior import store
     from metaprior.meta.distributed import rank_and_size
@@ -109,14 +139,17 @@ def cmd_train(args) -> int:
 
     if args.out is None and args.name is None:
         raise CommandError("give --out PATH, --name NAME (save into the store), or both")
+    if args.max_steps is not None and args.max_steps < 1:
+        raise CommandError(f"--max-steps must be >= 1 (got {args.max_steps})")
     targets = []
     if args.out is not None:
-        targets.append(Path(args.out))
+        targets.append(("--out", Path(args.out)))
     if args.name is not None:
-        targets.append(store.prior_path(args.name, args.store))
-    checkpoint = Path(args.checkpoint) if args.checkpoint else Path(f"{targets[0]}.ckpt")
+        targets.append(("--name", store.prior_path(args.name, args.store)))
+    checkpoint = Path(args.checkpoint) if args.checkpoint else Path(f"{targets[0][1]}.ckpt")
     cfg = build_config(args)
     family = resolve_family(args.family, args.data_dir)
+    check_train_paths(args, targets, checkpoint)
     try:
         prior = meta_train(family, cfg, seed=args.seed, device=args.device,
                            progress=not args.no_progress, checkpoint=checkpoint,
@@ -132,11 +165,11 @@ def cmd_train(args) -> int:
         return EXIT_INTERRUPTED
     if rank_and_size()[0] != 0:  # under torchrun only rank 0 writes and talks
         return 0
-    for path in targets:
+    for _, path in targets:
         prior.save(path)
     done = int(prior.stats.get("outer_steps_done", cfg.outer_steps))
     seconds = float(prior.stats.get("seconds", 0.0))
-    where = " and ".join(str(p) for p in targets)
+    where = " and ".join(str(p) for _, p in targets)
     print(f"saved {family.name} prior ({done}/{cfg.outer_steps} outer steps, {seconds:.1f} s) "
           f"to {where}")
     if done < cfg.outer_steps:
@@ -300,7 +333,7 @@ DEMO_HELP = ("A short demonstration (what `make demo` runs): meta-train a small 
 def build_parser() -> argparse.ArgumentParser:
     from metaprior import __version__
 
-    p = argparse.ArgumentParser(
+    p = Parser(
         prog=PROG, description="Meta-learned neural-network priors for Bayesian optimisation.")
     p.add_argument("--version", action="version", version=f"%(prog)s {__version__}")
     sub = p.add_subparsers(dest="command", metavar="COMMAND", required=True)
@@ -378,8 +411,25 @@ def build_parser() -> argparse.ArgumentParser:
     return p
 
 
+def fail(e: BaseException, code: int, prefix: str = "") -> int:
+    """Print `e` as one line on stderr; returns the exit status `code`."""
+    message = " ".join(str(e).split()) or type(e).__name__
+    print(f"{PROG}: error: {prefix}{message}", file=sys.stderr)
+    return code
+
+
 def main(argv: list[str] | None = None) -> int:
     """Entry point of the `metaprior` command; returns the exit status."""
+    try:
+        return run_command(argv)
+    except KeyboardInterrupt:  # e.g. during the seconds of imports, before any work
+        if os.environ.get("METAPRIOR_DEBUG"):
+            raise
+        print(f"{PROG}: interrupted", file=sys.stderr)
+        return EXIT_INTERRUPTED
+
+
+def run_command(argv: list[str] | None) -> int:
     argv = sys.argv[1:] if argv is None else list(argv)
     parser = build_parser()
     args, rest = parser.parse_known_args(argv)
@@ -392,10 +442,12 @@ def main(argv: list[str] | None = None) -> int:
     except (MetaPriorError, OSError) as e:
         if os.environ.get("METAPRIOR_DEBUG"):
             raise
-        code = 1 if isinstance(e, OSError) else 2
-        message = " ".join(str(e).split()) or type(e).__name__
-        print(f"{PROG}: error: {message}", file=sys.stderr)
-        return code
+        return fail(e, 1 if isinstance(e, OSError) else 2)
+    except (MemoryError, RuntimeError) as e:
+        if os.environ.get("METAPRIOR_DEBUG") or not is_out_of_memory(e):
+            raise
+        return fail(e, 1, "out of memory; use a smaller network, --chunk-size or "
+                          "--max-memory-mb: ")
 
 
 if __name__ == "__main__":

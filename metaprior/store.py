@@ -67,21 +67,38 @@ class StoreEntry:
 
 
 def entries(store=None) -> list[StoreEntry]:
-    """Every `*.prior` file of `store`, sorted by name; an absent store is empty."""
+    """Every `*.prior` file of `store`, sorted by name; an absent store is empty.
+
+    A file that cannot be read (corrupt, a dangling link, no permission) is listed with its
+    `error`: one bad file must not hide the others.
+
+    Raises:
+        ConfigError: `store` exists but is not a folder.
+    """
     root = resolve_store(store)
-    if not root.is_dir():
+    if not root.exists():
         return []
-    out = []
-    for path in sorted(root.glob(f"*{SUFFIX}")):
+    if not root.is_dir():
+        raise ConfigError(f"store {str(root)!r} is not a directory")
+    return [entry_of(path) for path in sorted(root.glob(f"*{SUFFIX}"))]
+
+
+def entry_of(path: Path) -> StoreEntry:
+    try:
         st = path.stat()
-        entry = StoreEntry(name=path.name[: -len(SUFFIX)], path=path, size=st.st_size,
-                           mtime=datetime.fromtimestamp(st.st_mtime))
-        try:
-            prior = MetaPrior.load(path)
-        except PriorFileError as e:  # list it anyway: the user should see the broken file
-            entry.error = str(e)
-        else:
-            entry.family, entry.dim = prior.family, prior.dim
-            entry.steps = prior.stats.get("outer_steps_done")
-        out.append(entry)
-    return out
+    except OSError as e:  # a dangling symlink: describe the link itself
+        st, error = path.lstat(), f"{path}: unreadable ({e.strerror or e})"
+    else:
+        error = None
+    entry = StoreEntry(name=path.name[: -len(SUFFIX)], path=path, size=st.st_size,
+                       mtime=datetime.fromtimestamp(st.st_mtime), error=error)
+    if error is not None:
+        return entry
+    try:
+        prior = MetaPrior.load(path)
+    except (PriorFileError, OSError) as e:  # list it anyway: the user should see the broken file
+        entry.error = str(e)
+    else:
+        entry.family, entry.dim = prior.family, prior.dim
+        entry.steps = prior.stats.get("outer_steps_done")
+    return entry

@@ -64,7 +64,7 @@ def test_info_human_and_json(trained):
     assert "\nshift " in text and "(64 tasks; mode 'shift')" in text  # train estimates it
     proc = run("info", "b.prior", "--json", cwd=trained)
     header = json.loads(proc.stdout)
-    assert set(header["stats"]["shift_prior"]) >= {"mean", "cov", "resid_sd"}
+    assert set(header["shift_prior"]) >= {"mean", "cov", "resid_sd"}
     assert header["family"] == "branin" and header["dim"] == 2
     assert header["bounds"] == [[-5.0, 0.0], [10.0, 15.0]]
     assert header["config"]["hidden"] == [16, 16] and header["format_version"] == 1
