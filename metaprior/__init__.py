@@ -15,15 +15,20 @@ from metaprior.meta.reptile import meta_train
 from metaprior.optim import Optimizer, OptimizeResult, minimize
 from metaprior.prior import MetaPrior
 from metaprior.shift import ShiftPrior, attach_shift_prior, estimate_shift_prior, infer_shift
+from metaprior.space import Categorical, Float, Int, SearchSpace
 
 __version__ = "0.1.0"
 
 __all__ = [
+    "Categorical",
+    "Float",
+    "Int",
     "MetaPrior",
     "MetaPriorModel",
     "OptimizeResult",
     "Optimizer",
     "ReptileConfig",
+    "SearchSpace",
     "ShiftEnsembleModel",
     "ShiftPrior",
     "TrustedPriorModel",
