@@ -147,3 +147,36 @@ def test_out_of_bounds_warns(tiny_prior):
 def test_constructor_checks_layer_sizes(tiny_prior):
     with pytest.raises(InputDataError, match="layer sizes"):
         MetaPrior(tiny_prior.params[2:], tiny_prior.bounds, 0.0, 1.0, tiny_prior.config)
+
+
+def test_constructor_checks_every_weight_shape_and_value(tiny_prior):
+    p, b, cfg = tiny_prior.params, tiny_prior.bounds, tiny_prior.config
+    with pytest.raises(InputDataError, match="shapes"):  # no last bias: predict used to IndexError
+        MetaPrior(p[:-1], b, 0.0, 1.0, cfg)
+    with pytest.raises(InputDataError, match="shapes"):
+        MetaPrior([p[0].T, *p[1:]], b, 0.0, 1.0, cfg)
+    nan = [q.clone() for q in p]
+    nan[1][0] = float("nan")
+    with pytest.raises(InputDataError, match="weight 1.*NaN or inf"):
+        MetaPrior(nan, b, 0.0, 1.0, cfg)
+
+
+@pytest.mark.parametrize(("y_mean", "y_std", "needle"), [
+    (0.0, 0.0, "y_std"), (0.0, -1.0, "y_std"), (0.0, float("nan"), "y_std"),
+    (0.0, float("inf"), "y_std"), (float("inf"), 1.0, "y_mean"), (float("nan"), 1.0, "y_mean"),
+])
+def test_constructor_checks_output_statistics(tiny_prior, y_mean, y_std, needle):
+    from metaprior.errors import ConfigError
+
+    with pytest.raises(ConfigError, match=needle):
+        MetaPrior(tiny_prior.params, tiny_prior.bounds, y_mean, y_std, tiny_prior.config)
+
+
+def test_constructor_checks_n_adapted_and_config(tiny_prior):
+    from metaprior.errors import ConfigError
+
+    args = (tiny_prior.params, tiny_prior.bounds, 0.0, 1.0)
+    with pytest.raises(ConfigError, match="n_adapted"):
+        MetaPrior(*args, tiny_prior.config, n_adapted=-2)
+    with pytest.raises(ConfigError, match="ReptileConfig"):
+        MetaPrior(*args, tiny_prior.config.to_dict())
