@@ -30,7 +30,14 @@ from metaprior.gp.shift_model import ShiftEnsembleModel
 from metaprior.gp.trusted import PRIOR_PROBABILITY, TrustedPriorModel
 from metaprior.prior import MetaPrior
 from metaprior.tasks.family import stream_seed, validate_bounds
-from metaprior.validation import as_tensor, check_int, check_X, warn_out_of_bounds
+from metaprior.validation import (
+    as_tensor,
+    check_int,
+    check_magnitude,
+    check_within_reach,
+    check_X,
+    warn_out_of_bounds,
+)
 from metaprior.zero_shot import prior_minimizer
 
 # A told point is the asked one when it lies within this fraction of the bounds' width of it in
@@ -236,6 +243,8 @@ class Optimizer:
         if not torch.isfinite(y).all():
             i = int((~torch.isfinite(y)).nonzero()[0])
             raise InputDataError(f"y has NaN or inf at position {i}: {y[i].item()}")
+        check_within_reach(X, self.bounds, "X")
+        check_magnitude(y, "y")
         warn_out_of_bounds(X, self.bounds, "X told")
         for x, v in zip(X, y, strict=True):
             source, seconds, asked, trust = "external", 0.0, False, self._trust

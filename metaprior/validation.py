@@ -17,6 +17,15 @@ from metaprior.errors import AdaptationWarning, ConfigError, InputDataError, Out
 # 180, a shift of 1e4), while the family's own tasks sit within about 5 stds of its mean. 30
 # stays well below the measured break and far above any task of the family.
 FAR_FROM_FAMILY_STDS = 30.0
+# Points further than this many box widths from the bounds are refused. Every kernel correlation
+# with the box is already 0 there, so such a point informs nothing, and from about 1e154 widths
+# the GPs' squared distances overflow and their posteriors turn NaN (found by
+# tests/test_properties.py); a point that far is a units or typing mistake.
+MAX_BOX_WIDTHS = 1e6
+# GPs square their outputs (variances, the likelihood); from about 1.3e154 the squares overflow
+# float64 and every posterior turns NaN (found by tests/test_properties.py), so larger outputs
+# are refused with a request to rescale them.
+MAX_OUTPUT_MAGNITUDE = 1e150
 
 
 def _short(value, limit: int = 80) -> str:
@@ -72,9 +81,35 @@ def check_float64(model: str, *tensors: Tensor) -> None:
                              f"code runs in double precision: pass X.double(), Y.double()")
 
 
-def check_query(X: Tensor, dim: int, name: str = "X") -> None:
+def check_within_reach(X: Tensor, bounds: Tensor, name: str = "X") -> None:
+    """Refuse (`InputDataError`) points further than `MAX_BOX_WIDTHS` box widths from `bounds`.
+
+    Points outside the box only warn (`warn_out_of_bounds`); this catches the absurd ones."""
+    b = bounds.to(dtype=torch.float64, device=X.device)
+    width = b[1] - b[0]
+    reach = torch.maximum(b[0] - X, X - b[1]).to(torch.float64) / width
+    if X.numel() and float(reach.max()) > MAX_BOX_WIDTHS:
+        i = int(reach.amax(-1).flatten().argmax())
+        row = X.reshape(-1, X.shape[-1])[i].tolist()
+        raise InputDataError(
+            f"{name} has a point {float(reach.max()):.3g} box widths outside the bounds "
+            f"{b.tolist()}: {row}; beyond {MAX_BOX_WIDTHS:.0e} widths a point is a units or "
+            f"typing mistake, not an experiment")
+
+
+def check_magnitude(Y: Tensor, name: str = "Y") -> None:
+    """Refuse (`InputDataError`) outputs beyond `MAX_OUTPUT_MAGNITUDE` in absolute value."""
+    if Y.numel() and float(Y.abs().max()) > MAX_OUTPUT_MAGNITUDE:
+        i = int(Y.abs().flatten().argmax())
+        raise InputDataError(
+            f"{name} has a value of magnitude above {MAX_OUTPUT_MAGNITUDE:.0e}: "
+            f"{Y.flatten()[i].item()} at position {i}; its square overflows float64 inside the GP: "
+            f"rescale the outputs")
+
+
+def check_query(X: Tensor, dim: int, name: str = "X", bounds: Tensor | None = None) -> None:
     """A model's query points: a tensor `... x q x dim`, finite (a NaN would come back as a NaN
-    posterior, silently); else `InputDataError`."""
+    posterior, silently) and, given `bounds`, within reach of them; else `InputDataError`."""
     if not isinstance(X, Tensor):
         raise InputDataError(f"{name} must be a tensor ... x q x {dim} (got {type(X).__name__})")
     if X.ndim < 1 or X.shape[-1] != dim:
@@ -83,6 +118,8 @@ def check_query(X: Tensor, dim: int, name: str = "X") -> None:
     if not finite.all():
         bad = (~finite).nonzero()[0].tolist()
         raise InputDataError(f"{name} has NaN or inf, first at index {bad}: {X[tuple(bad)].item()}")
+    if bounds is not None:
+        check_within_reach(X, bounds, name)
 
 
 def check_Y(Y, n: int, name: str = "Y") -> Tensor:

@@ -257,3 +257,52 @@ def test_posterior_refuses_nan_and_wrong_dimension(kind):
     with pytest.raises(InputDataError, match="2 columns"):
         model.posterior(X[:, :1])
     assert torch.isfinite(model.posterior(X[:2]).mean).all()
+
+
+# ---- found by tests/test_properties.py: values that overflow inside the GP ----------------------
+
+def test_points_absurdly_far_outside_the_bounds_are_refused():
+    prior = branin_prior()
+    _, X, Y = branin_data(3)
+    far = X.clone()
+    far[1, 1] = 1e160  # a NaN posterior (Cholesky of NaN) before
+    with pytest.raises(InputDataError, match=r"box widths outside the bounds.*1e\+160"):
+        MetaPriorModel(far, Y, prior)
+    opt = Optimizer(Branin().bounds, prior=None, seed=0)
+    with pytest.raises(InputDataError, match="box widths outside the bounds"):
+        opt.tell(far, Y)
+    assert opt.train_X.shape == (0, 2)
+    model = MetaPriorModel(X, Y, prior)
+    with pytest.raises(InputDataError, match="box widths outside the bounds"):
+        model.posterior(far)
+    # Merely outside (here 10 widths) is allowed, with a warning.
+    with pytest.warns(Warning, match="outside the bounds"):
+        opt.tell(X[:1] + 10 * (Branin().bounds[1] - Branin().bounds[0]), Y[:1])
+
+
+def test_outputs_whose_squares_overflow_are_refused():
+    prior = branin_prior()
+    _, X, Y = branin_data(3)
+    huge = Y.clone()
+    huge[2, 0] = -1e155  # every posterior NaN, Optimizer.ask a LinAlgError, before
+    with pytest.raises(InputDataError, match=r"magnitude above 1e\+150: -1e\+155 at position 2"):
+        MetaPriorModel(X, huge, prior)
+    with pytest.raises(InputDataError, match="magnitude above"):
+        ShiftEnsembleModel(X, huge, prior)
+    opt = Optimizer(Branin().bounds, prior=None, seed=0)
+    with pytest.raises(InputDataError, match="rescale the outputs"):
+        opt.tell(X, huge)
+    assert opt.train_Y.shape == (0, 1)
+
+
+@pytest.mark.xfail(strict=True, raises=ValueError,
+                   reason="fit_gp (metaprior/gp/evidence.py) lets gpytorch's ValueError out when a "
+                          "lengthscale collapses to its prior's support boundary; found by "
+                          "tests/test_properties.py")
+def test_one_observation_far_from_the_family_still_gives_a_model():
+    prior = branin_prior()
+    _, X, Y = branin_data(1)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        model = TrustedPriorModel(X, Y + 1e5, prior)  # the default model after the first tell
+    assert torch.isfinite(model.posterior(X).mean).all()

@@ -16,7 +16,15 @@ from metaprior.gp.means import NetworkMean, WeightedNetworkMean
 from metaprior.gp.network import FrozenNetwork
 from metaprior.gp.transforms import RESIDUAL_FLOOR, FloorStandardize
 from metaprior.prior import MetaPrior
-from metaprior.validation import check_float64, check_query, check_X, check_Y, warn_far_from_family
+from metaprior.validation import (
+    check_float64,
+    check_magnitude,
+    check_query,
+    check_within_reach,
+    check_X,
+    check_Y,
+    warn_far_from_family,
+)
 
 MODES = ("mean", "weighted", "kernel", "both")
 
@@ -67,6 +75,8 @@ class MetaPriorModel(SingleTaskGP):
             raise InputDataError("MetaPriorModel needs at least one observation; with none, "
                                  "use prior.predict (the zero-shot prior)")
         check_float64("MetaPriorModel", train_X, train_Y, train_Yvar)
+        check_within_reach(train_X, prior.bounds, "train_X")
+        check_magnitude(train_Y, "train_Y")
         self.prior = prior
         self.mode = mode
         if input_transform == DEFAULT:
@@ -113,7 +123,7 @@ class MetaPriorModel(SingleTaskGP):
     def posterior(self, X: Tensor, *args, **kwargs):
         """`SingleTaskGP.posterior` at `X` (`batch_shape x q x d`, original units), after
         checking that `X` is finite and has the prior's dimension."""
-        check_query(X, self.prior.dim)
+        check_query(X, self.prior.dim, bounds=self.prior.bounds)
         return super().posterior(X, *args, **kwargs)
 
     @property

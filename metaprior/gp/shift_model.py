@@ -26,7 +26,15 @@ from metaprior.gp.particles import ShiftEnsemble, thin
 from metaprior.gp.transforms import RESIDUAL_FLOOR, FloorStandardize
 from metaprior.prior import MetaPrior
 from metaprior.shift import ShiftPrior, infer_shift
-from metaprior.validation import check_float64, check_query, check_X, check_Y, warn_far_from_family
+from metaprior.validation import (
+    check_float64,
+    check_magnitude,
+    check_query,
+    check_within_reach,
+    check_X,
+    check_Y,
+    warn_far_from_family,
+)
 
 # Ensemble members, each one posterior sample of the task's shift. Cost grows linearly. On
 # held-out tuning tasks (not the quality check's), 16 members did as well as 32 at 5
@@ -75,6 +83,8 @@ class ShiftEnsembleModel(SingleTaskGP):
         if isinstance(n_members, bool) or not isinstance(n_members, int) or n_members < 1:
             raise ConfigError(f"n_members must be a positive integer (got {n_members!r})")
         check_float64("ShiftEnsembleModel", train_X, train_Y, train_Yvar)
+        check_within_reach(train_X, prior.bounds, "train_X")
+        check_magnitude(train_Y, "train_Y")
         # The shift prior moves and rescales the landscape by amounts seen in the family; an
         # offset far beyond those is left to the residual (measured: +1e4 on Branin misses
         # its own training points by ~75).
@@ -129,7 +139,7 @@ class ShiftEnsembleModel(SingleTaskGP):
     def posterior(self, X: Tensor, output_indices=None, observation_noise=False,
                   posterior_transform=None, **kwargs) -> GaussianMixturePosterior:
         """The members' equally weighted mixture (members along dimension -3 of its batch)."""
-        check_query(X, self.prior.dim)
+        check_query(X, self.prior.dim, bounds=self.prior.bounds)
         posterior = super().posterior(X.unsqueeze(MCMC_DIM), output_indices=output_indices,
                                       observation_noise=observation_noise,
                                       posterior_transform=posterior_transform, **kwargs)

@@ -179,7 +179,7 @@ class TrustedPriorModel(Model, FantasizeMixin):
         """
         if output_indices not in (None, [0]):
             raise ConfigError(f"the model has one output (got output_indices={output_indices})")
-        check_query(X, self.prior.dim)
+        check_query(X, self.prior.dim, bounds=self.prior.bounds)
         w = self.prior_trust
         parts = []
         if w > CERTAIN:
