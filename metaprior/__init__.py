@@ -5,17 +5,47 @@ uses the adapted network as a GP's mean, deep-kernel feature map, or both (Plug 
 arXiv 2101.00729).
 """
 
-from metaprior import errors, tasks
-from metaprior.config import ReptileConfig
-from metaprior.gp.model import MetaPriorModel
-from metaprior.gp.shift_model import ShiftEnsembleModel
-from metaprior.gp.trusted import TrustedPriorModel
-from metaprior.meta.evaluate import evaluate_few_shot
-from metaprior.meta.reptile import meta_train
-from metaprior.optim import Optimizer, OptimizeResult, minimize
-from metaprior.prior import MetaPrior
-from metaprior.shift import ShiftPrior, attach_shift_prior, estimate_shift_prior, infer_shift
-from metaprior.space import Categorical, Float, Int, SearchSpace
+import importlib
+
+# Public names and the submodules that define them. They load on first use (PEP 562), so that
+# `import metaprior` is instant and `python -m metaprior` can catch a Ctrl-C during the heavy
+# imports (torch, botorch) instead of dying with a traceback.
+_EXPORTS = {
+    "errors": "metaprior.errors",
+    "tasks": "metaprior.tasks",
+    "ReptileConfig": "metaprior.config",
+    "MetaPriorModel": "metaprior.gp.model",
+    "ShiftEnsembleModel": "metaprior.gp.shift_model",
+    "TrustedPriorModel": "metaprior.gp.trusted",
+    "evaluate_few_shot": "metaprior.meta.evaluate",
+    "meta_train": "metaprior.meta.reptile",
+    "Optimizer": "metaprior.optim",
+    "OptimizeResult": "metaprior.optim",
+    "minimize": "metaprior.optim",
+    "MetaPrior": "metaprior.prior",
+    "ShiftPrior": "metaprior.shift",
+    "attach_shift_prior": "metaprior.shift",
+    "estimate_shift_prior": "metaprior.shift",
+    "infer_shift": "metaprior.shift",
+    "Categorical": "metaprior.space",
+    "Float": "metaprior.space",
+    "Int": "metaprior.space",
+    "SearchSpace": "metaprior.space",
+}
+
+
+def __getattr__(name: str):
+    if name not in _EXPORTS:
+        raise AttributeError(f"module 'metaprior' has no attribute {name!r}")
+    module = importlib.import_module(_EXPORTS[name])
+    value = module if module.__name__ == f"metaprior.{name}" else getattr(module, name)
+    globals()[name] = value  # later lookups skip __getattr__
+    return value
+
+
+def __dir__() -> list[str]:
+    return sorted([*globals(), *_EXPORTS])
+
 
 __version__ = "0.1.0"
 

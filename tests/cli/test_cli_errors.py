@@ -137,9 +137,6 @@ def test_list_shows_every_prior_despite_broken_files(results):
     assert "unreadable" in rows["dangling"] and "unreadable" in rows["deep"]
 
 
-@pytest.mark.xfail(strict=True, reason="Ctrl-C while `import metaprior` runs (metaprior/__init__.py "
-                                       "imports torch eagerly) happens before any code of the "
-                                       "command can catch it; needs a lazy metaprior/__init__.py")
 def test_ctrl_c_during_imports_exits_130_without_traceback(tmp_path):
     proc = subprocess.Popen([sys.executable, "-m", "metaprior", "train", "branin", "--out",
                              "x.prior", *TINY], cwd=tmp_path, env=env(), stdout=subprocess.PIPE,
