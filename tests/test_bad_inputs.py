@@ -295,10 +295,6 @@ def test_outputs_whose_squares_overflow_are_refused():
     assert opt.train_Y.shape == (0, 1)
 
 
-@pytest.mark.xfail(strict=True, raises=ValueError,
-                   reason="fit_gp (metaprior/gp/evidence.py) lets gpytorch's ValueError out when a "
-                          "lengthscale collapses to its prior's support boundary; found by "
-                          "tests/test_properties.py")
 def test_one_observation_far_from_the_family_still_gives_a_model():
     prior = branin_prior()
     _, X, Y = branin_data(1)

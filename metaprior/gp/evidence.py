@@ -32,8 +32,12 @@ def fit_gp(model: SingleTaskGP) -> bool:
             warnings.simplefilter("ignore")
             fit_gpytorch_mll(ExactMarginalLogLikelihood(model.likelihood, model))
         return True
-    except ModelFittingError as e:
-        warnings.warn(f"GP fit failed ({e}); using unfitted hyperparameters", stacklevel=3)
+    except (ModelFittingError, ValueError, RuntimeError) as e:
+        # ValueError: gpytorch refuses a hyperparameter pushed onto its prior's support boundary
+        # (one observation far from the family); RuntimeError covers torch's LinAlgError and
+        # linear_operator's NotPSDError. A GP with its prior hyperparameters is still usable.
+        warnings.warn(f"GP fit failed ({type(e).__name__}: {e}); using unfitted "
+                      "hyperparameters", stacklevel=3)
         return False
 
 
