@@ -28,6 +28,7 @@ from metaprior.priorfile import (
     write_prior_file,
 )
 from metaprior.shift_prior import LEGACY_STATS_KEY, ShiftPrior
+from metaprior.space import SearchSpace
 from metaprior.tasks.family import make_generator, validate_bounds
 from metaprior.validation import check_int, check_X, check_Y, warn_far_from_family, warn_out_of_bounds
 
@@ -40,6 +41,25 @@ def check_output_stats(y_mean, y_std) -> tuple[float, float]:
     if not (math.isfinite(std) and std > 0):
         raise ConfigError(f"y_std must be finite and positive (got {y_std!r})")
     return mean, std
+
+
+def check_space(space: SearchSpace | None, bounds: Tensor) -> SearchSpace:
+    """The prior's space: `space`, or the unnamed-float space of `bounds` when None.
+
+    The network's inputs are the space's model coordinates (`SearchSpace.model_bounds`): the raw
+    box for a space of linear floats, the encoded unit cube otherwise; `bounds` must be exactly
+    that box, else `ConfigError` naming both.
+    """
+    if space is None:
+        return SearchSpace.from_bounds(bounds)
+    if not isinstance(space, SearchSpace):
+        raise ConfigError(f"space must be a SearchSpace or None (got {type(space).__name__})")
+    expected = space.model_bounds
+    if expected.shape != bounds.shape or not torch.equal(expected, bounds.to(torch.float64)):
+        what = "its raw box" if space.is_box else f"the unit cube of its {space.encoded_dim} encoded columns"
+        raise ConfigError(f"bounds {bounds.tolist()} do not match the space: a prior over {space.names} "
+                          f"has as bounds {what}, {expected.tolist()}")
+    return space
 
 
 def check_params(params: Params, sizes: list[int]) -> None:
@@ -72,15 +92,21 @@ class MetaPrior:
         n_adapted: number of observations this copy was adapted to (0 for a meta-init).
         shift_prior: the meta-learned prior of a task's translation (`ShiftPrior`), which
             `ShiftEnsembleModel` needs; `meta_train` estimates it, None if absent.
+        space: the `SearchSpace` of the family's raw values. None: the unnamed floats of
+            `bounds` (`SearchSpace.from_bounds`). For a space with integers, log scales or
+            categoricals, `bounds` is the unit cube of its encoded columns (`2 x encoded_dim`)
+            and the space maps raw values into it (`space.to_model`).
     """
 
     def __init__(self, params: Params, bounds, y_mean: float, y_std: float,
                  config: ReptileConfig, family: str = "custom", stats: dict | None = None,
-                 n_adapted: int = 0, shift_prior: ShiftPrior | None = None):
+                 n_adapted: int = 0, shift_prior: ShiftPrior | None = None,
+                 space: SearchSpace | None = None):
         if not isinstance(config, ReptileConfig):
             raise ConfigError(f"config must be a ReptileConfig (got {type(config).__name__})")
         self.params = [p.detach().clone() for p in params]
         self.bounds = validate_bounds(bounds)
+        self.space = check_space(space, self.bounds)
         self.y_mean, self.y_std = check_output_stats(y_mean, y_std)
         self.config = config
         self.family = family
@@ -240,6 +266,7 @@ class MetaPrior:
             "stats": self.stats,
             "n_adapted": self.n_adapted,
             "shift_prior": None if self.shift_prior is None else self.shift_prior.to_dict(),
+            "space": self.space.to_dict(),
             "format_version": FORMAT_VERSION,
         }
 
@@ -263,7 +290,8 @@ class MetaPrior:
             prior = cls(params, bounds, float(h["y_mean"]), float(h["y_std"]), config,
                         family=str(h["family"]), stats=stats,
                         n_adapted=int(h.get("n_adapted", 0)),
-                        shift_prior=None if shift is None else ShiftPrior.from_dict(shift))
+                        shift_prior=None if shift is None else ShiftPrior.from_dict(shift),
+                        space=header_space(h, bounds, path))
         except PriorFileError:
             raise
         except Exception as e:  # missing keys, wrong shapes, invalid config: all a bad file
@@ -274,3 +302,15 @@ class MetaPrior:
     def __repr__(self) -> str:
         return (f"MetaPrior(family={self.family!r}, dim={self.dim}, hidden={self.config.hidden}, "
                 f"n_adapted={self.n_adapted})")
+
+
+def header_space(header: dict, bounds: Tensor, path) -> SearchSpace:
+    """The space of a prior file's header; a file written before spaces existed gets the
+    unnamed floats of its bounds. A space that cannot be read is a `PriorFileError`."""
+    if header.get("space") is None:
+        return SearchSpace.from_bounds(bounds)
+    try:
+        return check_space(SearchSpace.from_dict(header["space"]), bounds)
+    except (ConfigError, InputDataError) as e:
+        raise PriorFileError(f"{path}: header field space is not a valid search space for this "
+                             f"prior ({e})") from None

@@ -317,6 +317,7 @@ HEADER_FIELDS = {
     "n_adapted": (False, lambda v: isinstance(v, int) and not isinstance(v, bool) and v >= 0,
                   "a non-negative integer"),
     "shift_prior": (False, lambda v: v is None or isinstance(v, dict), "null or an object"),
+    "space": (False, lambda v: v is None or isinstance(v, dict), "null or an object"),
     "format_version": (False, lambda v: isinstance(v, int) and not isinstance(v, bool),
                        "an integer"),
 }

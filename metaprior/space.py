@@ -503,6 +503,48 @@ class SearchSpace:
         return torch.tensor([[p.lower for p in self.parameters], [p.upper for p in self.parameters]],
                             dtype=torch.float64)
 
+    # ---- The coordinates the network and the GP see
+    @property
+    def is_box(self) -> bool:
+        """Whether every parameter is a linear (not log) `Float`: a plain box of unnamed-style floats."""
+        return all(isinstance(p, Float) and not p.log for p in self.parameters)
+
+    @property
+    def model_bounds(self) -> Tensor:
+        """The `2 x D` float64 box of the model's inputs (a prior's `bounds`).
+
+        For a box (`is_box`) it is the raw box itself, so that a prior of a box family keeps its
+        original-unit inputs (its network maps them to the unit cube as before); otherwise it is
+        the unit cube of the `encoded_dim` encoded columns.
+        """
+        if self.is_box:
+            return self.bounds
+        return torch.stack([torch.zeros(self.encoded_dim, dtype=torch.float64),
+                            torch.ones(self.encoded_dim, dtype=torch.float64)])
+
+    def to_model(self, values: Any) -> Tensor:
+        """Raw values -> the model's `n x D` inputs: raw floats for a box, `encode` otherwise.
+
+        Refuses what `encode` refuses (out of range, unknown levels, missing columns).
+        """
+        encoded = self.encode(values)
+        if not self.is_box:
+            return encoded
+        columns, n = self._columns(values)  # the raw values, not a round trip through [0, 1]
+        raw = np.stack([np.asarray(columns[p.name], dtype=np.float64) for p in self.parameters], axis=1)
+        return torch.from_numpy(np.clip(raw, *self.bounds.numpy()).reshape(n, self.dim))
+
+    def from_model(self, X: Tensor) -> pd.DataFrame:
+        """The model's `n x D` inputs -> a DataFrame of raw values (`decode` for a non-box)."""
+        if not self.is_box:
+            return self.decode(X)
+        X = torch.as_tensor(X, dtype=torch.float64)
+        X = X.unsqueeze(0) if X.dim() == 1 else X
+        if X.dim() != 2 or X.shape[-1] != self.dim:
+            raise InputDataError(f"from_model expects an n x {self.dim} tensor (got shape {tuple(X.shape)})")
+        lo, hi = self.bounds
+        return pd.DataFrame(torch.clamp(X.detach().cpu(), lo, hi).numpy(), columns=self.names)
+
     # ---- JSON
     def to_dict(self) -> dict[str, Any]:
         """A JSON-ready dict `{"version": 1, "parameters": [...]}`; `from_dict` reads it back."""

@@ -26,6 +26,7 @@ from metaprior.nets import init_params
 from metaprior.prior import MetaPrior
 from metaprior.priorfile import check_writable_file
 from metaprior.shift import attach_shift_prior
+from metaprior.space import SearchSpace
 from metaprior.tasks.family import TaskBatch, TaskFamily, make_generator
 
 STATS_TASKS = 256  # tasks sampled once to estimate the family-level output mean and std
@@ -152,7 +153,8 @@ class ReptileTrainer:
         if self.seconds > 0:
             stats["task_adaptations_per_s"] = round(stats["task_adaptations"] / self.seconds, 2)
         return MetaPrior([p.detach().cpu() for p in self.theta], self.family.bounds,
-                         self.y_mean, self.y_std, self.cfg, self.family.name, stats)
+                         self.y_mean, self.y_std, self.cfg, self.family.name, stats,
+                         space=family_space(self.family))
 
     # ---- checkpoints -----------------------------------------------------------------
     def run_keys(self) -> dict:
@@ -248,8 +250,15 @@ class ReptileTrainer:
         """A lightweight view used only for the normalisation maps."""
         if not hasattr(self, "_ref"):
             self._ref = MetaPrior([p.detach().cpu() for p in self.theta], self.family.bounds,
-                                  self.y_mean, self.y_std, self.cfg, self.family.name)
+                                  self.y_mean, self.y_std, self.cfg, self.family.name,
+                                  space=family_space(self.family))
         return self._ref
+
+
+def family_space(family: TaskFamily) -> SearchSpace:
+    """The family's `space` if it has one, else the unnamed floats of its bounds."""
+    space = getattr(family, "space", None)
+    return space if space is not None else SearchSpace.from_bounds(family.bounds)
 
 
 def meta_train(family: TaskFamily, config: ReptileConfig | None = None, seed: int = 0,

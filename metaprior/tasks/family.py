@@ -16,6 +16,7 @@ import torch
 from torch import Tensor
 
 from metaprior.errors import TaskFamilyError
+from metaprior.space import SearchSpace
 
 SPLITS = ("train", "test")
 
@@ -98,6 +99,15 @@ class TaskFamily(ABC):
     @property
     def dim(self) -> int:
         return self.bounds.shape[-1]
+
+    @property
+    def space(self) -> SearchSpace:
+        """The family's raw parameters and their map to the network's inputs (`bounds`).
+
+        A box family's space is the unnamed floats `x0..x{d-1}` of its bounds; `TableFamily`
+        keeps its columns' names, or the space it was built with.
+        """
+        return SearchSpace.from_bounds(self.bounds)
 
     @abstractmethod
     def sample(
