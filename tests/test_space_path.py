@@ -8,19 +8,21 @@ from __future__ import annotations
 import dataclasses
 import json
 
+import numpy as np
+import pandas as pd
 import pytest
 import torch
 from conftest import small_config
 from gp_helpers import random_prior
 
 from metaprior.config import ReptileConfig
-from metaprior.errors import ConfigError, PriorFileError
+from metaprior.errors import ConfigError, InputDataError, PriorFileError, TaskFamilyError
 from metaprior.meta.reptile import meta_train
 from metaprior.nets import init_params
 from metaprior.prior import MetaPrior
 from metaprior.priorfile import read_prior_file, write_prior_file
 from metaprior.space import Categorical, Float, Int, SearchSpace
-from metaprior.tasks import Logistic
+from metaprior.tasks import Logistic, TableFamily
 from metaprior.tasks.family import make_generator
 
 MIXED = SearchSpace([Float("lr", 1e-4, 1e-1, log=True), Int("layers", 1, 4),
@@ -121,3 +123,72 @@ def test_meta_train_stores_the_family_space(tmp_path):
     prior.save(tmp_path / "l.prior")
     assert MetaPrior.load(tmp_path / "l.prior").space == prior.space
 
+
+# ---- Step 2: TableFamily over a space -----------------------------------------------------
+def runs_table(n_tasks: int = 12, rows: int = 6, seed: int = 0) -> pd.DataFrame:
+    """Raw runs over `MIXED`: a learning rate, a layer count and an optimizer per row."""
+    rng = np.random.default_rng(seed)
+    n = n_tasks * rows
+    lr = 10 ** rng.uniform(-4, -1, n)
+    layers = rng.integers(1, 5, n)
+    opt = np.array(["adam", "sgd", 3, True], dtype=object)[rng.integers(0, 4, n)]
+    task = np.repeat([f"d{i}" for i in range(n_tasks)], rows)
+    shift = np.repeat(rng.normal(size=n_tasks), rows)
+    y = (np.log10(lr) + 2.5 + shift) ** 2 + 0.1 * layers + np.array([o == "sgd" for o in opt])
+    return pd.DataFrame({"dataset": task, "lr": lr, "layers": layers, "opt": opt, "loss": y})
+
+
+def test_table_family_encodes_raw_columns_once():
+    df = runs_table()
+    fam = TableFamily.from_dataframe(df, task="dataset", space=MIXED, output="loss", test_tasks=["d0"])
+    assert fam.space == MIXED and fam.dim == MIXED.encoded_dim == 6
+    assert fam.bounds.tolist() == [[0.0] * 6, [1.0] * 6]
+    expected = MIXED.encode(df[MIXED.names])
+    # rows are regrouped by task: compare as sets of (encoded row, output)
+    got = sorted(map(tuple, torch.cat([fam.X, fam.Y[:, None]], 1).tolist()))
+    want = sorted(map(tuple, torch.cat([expected, torch.tensor(df["loss"].values)[:, None]], 1).tolist()))
+    assert got == want
+    assert fam.tasks("test") == ["d0"]
+
+
+def test_meta_train_on_a_typed_table_keeps_its_space(tmp_path):
+    fam = TableFamily.from_dataframe(runs_table(), task="dataset", space=MIXED, output="loss",
+                                     test_tasks=[])
+    prior = meta_train(fam, small_config(outer_steps=3), seed=0, progress=False, shift_prior=False)
+    assert prior.space == MIXED and prior.bounds.shape == (2, 6)
+    prior.save(tmp_path / "t.prior")
+    assert MetaPrior.load(tmp_path / "t.prior").space == MIXED
+
+
+def test_table_family_without_space_names_its_inputs():
+    df = pd.DataFrame({"task": ["a", "a", "b", "b"], "u": [0.0, 1.0, 2.0, 3.0], "v": [5.0, 6.0, 7.0, 9.0],
+                       "y": [1.0, 2.0, 3.0, 4.0]})
+    fam = TableFamily.from_dataframe(df, task="task", inputs=["u", "v"], output="y", test_tasks=[])
+    assert fam.space == SearchSpace([Float("u", 0.0, 3.0), Float("v", 5.0, 9.0)])
+    assert torch.equal(fam.space.bounds, fam.bounds)
+
+
+def test_table_family_with_a_box_space_keeps_raw_values():
+    df = pd.DataFrame({"task": ["a", "a", "b", "b"], "u": [0.0, 1.0, 2.0, 3.0], "y": [1.0, 2.0, 3.0, 4.0]})
+    space = SearchSpace([Float("u", -1.0, 4.0)])
+    fam = TableFamily.from_dataframe(df, task="task", space=space, output="y", test_tasks=[])
+    assert fam.bounds.tolist() == [[-1.0], [4.0]] and sorted(fam.X[:, 0].tolist()) == [0.0, 1.0, 2.0, 3.0]
+
+
+@pytest.mark.parametrize("change, kwargs, error, needle", [
+    (None, {"inputs": ["lr"]}, TaskFamilyError, "not both"),
+    (lambda d: d.drop(columns="opt"), {}, TaskFamilyError, "['opt'] not in the DataFrame"),
+    (lambda d: d.assign(lr=d.lr.where(d.index != 3, 0.5)), {}, InputDataError, "'lr': row 3 holds 0.5"),
+    (lambda d: d.assign(opt=d.opt.where(d.index != 2, "rmsprop")), {}, InputDataError, "'rmsprop'"),
+    (lambda d: d.assign(layers=d.layers.astype(float).where(d.index != 1, 2.5)), {}, InputDataError,
+     "not a whole number"),
+    (lambda d: d.assign(loss=d.loss.where(d.index != 4, np.nan)), {}, InputDataError, "column 'loss'"),
+    (lambda d: d.rename(columns={"loss": "lr_"}).assign(lr_=1.0), {"output": "lr"}, TaskFamilyError,
+     "must differ"),
+])
+def test_table_family_space_errors_name_the_value(change, kwargs, error, needle):
+    df = runs_table() if change is None else change(runs_table())
+    args = {"task": "dataset", "space": MIXED, "output": "loss", **kwargs}
+    with pytest.raises(error) as err:
+        TableFamily.from_dataframe(df, **args)
+    assert needle in str(err.value)

@@ -14,7 +14,8 @@ import pandas as pd
 import torch
 from torch import Tensor
 
-from metaprior.errors import InputDataError, OutOfBoundsWarning, TaskFamilyError
+from metaprior.errors import ConfigError, InputDataError, OutOfBoundsWarning, TaskFamilyError
+from metaprior.space import Float, SearchSpace
 from metaprior.tasks.family import (
     Task,
     TaskBatch,
@@ -54,6 +55,30 @@ def check_columns(df: pd.DataFrame, task: str, inputs: Sequence[str], output: st
         raise TaskFamilyError(f"the task column {task!r} is also listed as an input or the output "
                               f"(inputs {inputs}, output {output!r})")
     return inputs
+
+
+def check_space_columns(df: pd.DataFrame, task: str, space: SearchSpace, output: str) -> None:
+    """`TaskFamilyError` for a space that is not a `SearchSpace`, a column that is missing, or a
+    parameter that is also the task or the output column."""
+    if not isinstance(space, SearchSpace):
+        raise TaskFamilyError(f"space must be a SearchSpace (got {type(space).__name__})")
+    missing = [c for c in [task, *space.names, output] if c not in df.columns]
+    if missing:
+        raise TaskFamilyError(f"columns {missing} not in the DataFrame (has {list(df.columns)})")
+    clash = [c for c in (task, output) if c in space.names]
+    if clash or task == output:
+        raise TaskFamilyError(f"the task column {task!r} and the output column {output!r} must differ "
+                              f"from each other and from the space's parameters {space.names}")
+
+
+def names_space(inputs: list, bounds: Tensor) -> SearchSpace:
+    """The linear floats of a box, named after the input columns (`str` of a non-string name)."""
+    names = [c if isinstance(c, str) and c else str(c) for c in inputs]
+    try:
+        return SearchSpace([Float(n, lo, hi) for n, (lo, hi) in zip(names, bounds.T.tolist(),
+                                                                      strict=True)])
+    except ConfigError as e:  # e.g. the columns 1 and "1", which are one name as strings
+        raise TaskFamilyError(f"input columns {inputs} cannot name a search space: {e}") from None
 
 
 def numeric_values(df: pd.DataFrame, columns: list[str]) -> np.ndarray:
@@ -116,11 +141,24 @@ class TableFamily(TaskFamily):
         counts: rows per task.
         bounds: `2 x d` box.
         test_tasks: names held out from meta-training.
+        name: the family's name.
+        input_names: the input columns' names (the default space's parameter names).
+        space: the `SearchSpace` the inputs were mapped from (`X` then holds `space.to_model`
+            values and `bounds` is `space.model_bounds`); None: linear floats over `bounds`
+            named after `input_names` (or x0, x1, ...).
     """
 
     def __init__(self, X: Tensor, Y: Tensor, task_names: list[str], counts: Tensor, bounds,
-                 test_tasks: Sequence[str], name: str = "table", input_names=None):
+                 test_tasks: Sequence[str], name: str = "table", input_names=None,
+                 space: SearchSpace | None = None):
         super().__init__(bounds, name)
+        if space is None:
+            space = (SearchSpace.from_bounds(self.bounds) if input_names is None
+                     else names_space(list(input_names), self.bounds))
+        elif not torch.equal(space.model_bounds, self.bounds):
+            raise TaskFamilyError(f"bounds {self.bounds.tolist()} are not the space's model box "
+                                  f"{space.model_bounds.tolist()}")
+        self._space = space
         self.X, self.Y = X, Y
         self.task_names = list(task_names)
         self.counts = counts
@@ -137,30 +175,74 @@ class TableFamily(TaskFamily):
         if len(self.split_index["train"]) == 0:
             raise TaskFamilyError(f"every task is held out ({sorted(test)}); none left to train on")
 
+    @property
+    def space(self) -> SearchSpace:
+        """The raw parameters: the space given to `from_dataframe`, else the input columns as
+        linear floats over `bounds`."""
+        return self._space
+
     @classmethod
-    def from_dataframe(cls, df: pd.DataFrame, task: str, inputs: Sequence[str], output: str,
-                       bounds=None, test_tasks: Sequence[str] | None = None, name: str = "table",
-                       shuffle_seed: int = 0) -> TableFamily:
+    def from_dataframe(cls, df: pd.DataFrame, task: str, inputs: Sequence[str] | None = None,
+                       output: str | None = None, bounds=None,
+                       test_tasks: Sequence[str] | None = None, name: str = "table",
+                       shuffle_seed: int = 0, space: SearchSpace | None = None) -> TableFamily:
         """Build a family from one row per evaluation.
+
+        Give either `space` (typed, raw values) or `inputs` (numeric columns, a box).
 
         Args:
             df: the runs.
             task: column naming the task of each row.
-            inputs: the d input columns.
+            inputs: the d input columns (numbers; without `space`).
             output: the column to minimise.
-            bounds: `2 x d`; inferred from the data's min and max when None.
+            bounds: `2 x d`; inferred from the data's min and max when None (without `space`).
             test_tasks: tasks held out of meta-training; `default_test_tasks` when None.
             shuffle_seed: rows are shuffled once within each task, so that strided sampling
                 of a task's rows is a random subset whatever order the table came in.
+            space: a `SearchSpace` whose parameters name columns of raw values (a learning rate
+                as 0.003, an optimizer as "adam"). They are encoded once (`space.to_model`):
+                `X` is `N x encoded_dim` in the unit cube, which is `bounds`, or, for a space of
+                linear floats only, the raw values in the space's box. Values outside a
+                parameter's range, unknown levels and missing values raise `InputDataError`.
+
+        Example:
+            >>> fam = TableFamily.from_dataframe(df, task="dataset", output="val_loss", space=space)
+            >>> fam.space.names, fam.bounds.shape   # (['lr', 'opt'], torch.Size([2, 3]))
         """
+        if output is None:
+            raise TaskFamilyError("output is required: the column to minimise")
+        if space is not None:
+            if inputs is not None or bounds is not None:
+                raise TaskFamilyError(f"give space= or inputs=/bounds=, not both (inputs={inputs!r}, "
+                                      f"bounds given: {bounds is not None}); the space names the "
+                                      "inputs and sets their ranges")
+            check_space_columns(df, task, space, output)
+            if len(df) == 0:
+                raise TaskFamilyError("the DataFrame is empty: no tasks to learn from")
+            X = space.to_model(df[space.names]).numpy()
+            values = np.concatenate([X, numeric_values(df, [output])], axis=1)
+            return cls._from_values(df, task, space.names, output, values, space.model_bounds,
+                                    test_tasks, name, shuffle_seed, space)
+        if inputs is None:
+            raise TaskFamilyError("give inputs= (the input columns) or space= (a SearchSpace)")
         inputs = check_columns(df, task, inputs, output)
         if len(df) == 0:
             raise TaskFamilyError("the DataFrame is empty: no tasks to learn from")
         values = numeric_values(df, inputs + [output])
+        return cls._from_values(df, task, inputs, output, values, bounds, test_tasks, name,
+                                shuffle_seed, None)
+
+    @classmethod
+    def _from_values(cls, df: pd.DataFrame, task: str, inputs: list, output: str, values: np.ndarray,
+                     bounds, test_tasks, name: str, shuffle_seed: int,
+                     space: SearchSpace | None) -> TableFamily:
+        """The family of `values` (`N x (D + 1)`: the model's inputs, then the output)."""
         bad = ~np.isfinite(values).all(axis=1)
         if bad.any():
             i = int(bad.argmax())
-            column = [*inputs, output][int((~np.isfinite(values[i])).argmax())]
+            # With a space the inputs were checked when encoded: only the output can be bad.
+            j = int((~np.isfinite(values[i])).argmax())
+            column = output if space is not None else [*inputs, output][j]
             raise InputDataError(
                 f"{int(bad.sum())} rows have NaN or inf in {inputs + [output]}, "
                 f"first at index {row_label(df, i)!r} (column {column!r}): {values[i].tolist()}"
@@ -188,13 +270,14 @@ class TableFamily(TaskFamily):
         if bounds is None:
             bounds = torch.stack([X.min(0).values, X.max(0).values])
         bounds = validate_bounds(bounds)
-        if bounds.shape[-1] != len(inputs):
-            raise TaskFamilyError(f"bounds have {bounds.shape[-1]} columns for {len(inputs)} inputs")
-        warn_rows_outside(values[:, :-1], bounds, inputs)
+        if space is None:  # a space has refused out-of-range values already
+            if bounds.shape[-1] != len(inputs):
+                raise TaskFamilyError(f"bounds have {bounds.shape[-1]} columns for {len(inputs)} inputs")
+            warn_rows_outside(values[:, :-1], bounds, inputs)
         names = names.tolist()
         if test_tasks is None:
             test_tasks = default_test_tasks(names)
-        return cls(X, Y, names, torch.from_numpy(counts), bounds, test_tasks, name, inputs)
+        return cls(X, Y, names, torch.from_numpy(counts), bounds, test_tasks, name, inputs, space)
 
     def n_train_tasks(self) -> int:
         return len(self.split_index["train"])
