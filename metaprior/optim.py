@@ -3,10 +3,20 @@
 With a prior, the first point is the prior's zero-shot minimiser and later points maximise
 qLogNEI under `TrustedPriorModel` (or a fixed `MetaPriorModel` mode). Without one it is plain
 BO: a scrambled Sobol design, then `SingleTaskGP` + qLogNEI.
+
+Over a typed `SearchSpace` the optimiser works in the space's model coordinates
+(`SearchSpace.model_bounds`: the encoded unit cube, or the raw box of a space of linear floats)
+and speaks raw values: `ask` returns a DataFrame, `tell` takes one. Every proposed point is
+projected onto the space (integers rounded in raw space, one-hot blocks set to their arg-max
+level) before it is returned, so the point evaluated is the point the model sees. The
+acquisition sees that projection too: categorical levels are enumerated with
+`optimize_acqf_mixed` when there are at most `MAX_ENUMERATED_LEVELS` combinations, and the
+acquisition is evaluated at projected points, with straight-through gradients.
 """
 
 from __future__ import annotations
 
+import math
 import numbers
 import time
 import warnings
@@ -15,10 +25,11 @@ from dataclasses import dataclass
 import pandas as pd
 import torch
 from botorch.acquisition import qLogNoisyExpectedImprovement
+from botorch.acquisition.acquisition import AcquisitionFunction
 from botorch.acquisition.objective import LinearMCObjective
 from botorch.models import SingleTaskGP
 from botorch.models.transforms.input import Normalize
-from botorch.optim import optimize_acqf
+from botorch.optim import optimize_acqf, optimize_acqf_mixed
 from torch import Tensor
 from torch.quasirandom import SobolEngine
 
@@ -29,6 +40,7 @@ from metaprior.gp.model import MetaPriorModel
 from metaprior.gp.shift_model import ShiftEnsembleModel
 from metaprior.gp.trusted import PRIOR_PROBABILITY, TrustedPriorModel
 from metaprior.prior import MetaPrior
+from metaprior.space import Categorical, Int, SearchSpace
 from metaprior.tasks.family import stream_seed, validate_bounds
 from metaprior.validation import (
     as_tensor,
@@ -52,14 +64,101 @@ def default_n_init(dim: int) -> int:
 
 
 MODES = ("trusted", *PRIOR_MODES, "shift")
+# Categorical combinations up to this many are each optimised with its levels fixed
+# (`optimize_acqf_mixed`); beyond it, the acquisition is optimised over the relaxed one-hot block
+# and sees its arg-max projection.
+MAX_ENUMERATED_LEVELS = 64
+HISTORY_COLUMNS = ("iteration", "y", "best", "source", "asked", "seconds", "prior_trust")
+
+
+def project_model_points(space: SearchSpace, X: Tensor) -> Tensor:
+    """`... x D` model coordinates -> the nearest valid points of `space`, differentiably.
+
+    Integers are rounded in raw space (log ones too) and each one-hot block becomes its arg-max
+    level (the first on ties, as `SearchSpace.decode`); floats are kept. The value is the
+    projected point, the gradient that of the identity (a straight-through estimator), so a
+    gradient-based optimiser can still move across levels while the acquisition only ever
+    scores valid points.
+    """
+    if space.is_box:
+        return X
+    parts, start = [], 0
+    for p in space.parameters:
+        block = X[..., start:start + p.width].clamp(0.0, 1.0)
+        if isinstance(p, Categorical):
+            block = torch.nn.functional.one_hot(block.argmax(-1), p.width).to(X)
+        elif isinstance(p, Int):
+            block = _round_int(p, block)
+        parts.append(block)
+        start += p.width
+    projected = torch.cat(parts, dim=-1)
+    return X + (projected - X).detach()
+
+
+def _round_int(p: Int, u: Tensor) -> Tensor:
+    """Encoded values of an `Int` -> the encoded values of their raw roundings."""
+    if p.log:
+        low, high = math.log10(p.lower), math.log10(p.upper)
+        raw = torch.round(10.0 ** (low + u * (high - low))).clamp(p.lower, p.upper)
+        return (torch.log10(raw) - low) / (high - low)
+    raw = torch.round(p.lower + u * (p.upper - p.lower)).clamp(p.lower, p.upper)
+    return (raw - p.lower) / (p.upper - p.lower)
+
+
+class ProjectedAcquisition(AcquisitionFunction):
+    """An acquisition function evaluated at the projections of its points onto a typed space.
+
+    Args:
+        acqf: the acquisition over the model coordinates (e.g. qLogNEI).
+        space: the `SearchSpace`; points `b x q x D` are projected with `project_model_points`.
+    """
+
+    def __init__(self, acqf: AcquisitionFunction, space: SearchSpace):
+        super().__init__(acqf.model)
+        self.acqf = acqf
+        self.space = space
+
+    @property
+    def X_pending(self) -> Tensor | None:
+        return self.acqf.X_pending
+
+    def set_X_pending(self, X_pending: Tensor | None = None) -> None:
+        self.acqf.set_X_pending(X_pending)
+
+    def forward(self, X: Tensor) -> Tensor:
+        return self.acqf(project_model_points(self.space, X))
+
+
+def one_hot_combinations(space: SearchSpace) -> list[dict[int, float]] | None:
+    """Every combination of categorical levels as fixed features `{column: 0.0 or 1.0}`, or None
+    when the space has no categoricals or more than `MAX_ENUMERATED_LEVELS` combinations."""
+    blocks, start = [], 0
+    for p in space.parameters:
+        if isinstance(p, Categorical):
+            blocks.append((start, p.width))
+        start += p.width
+    if not blocks or math.prod(w for _, w in blocks) > MAX_ENUMERATED_LEVELS:
+        return None
+    combos: list[dict[int, float]] = [{}]
+    for begin, width in blocks:
+        combos = [{**c, **{begin + j: float(j == level) for j in range(width)}}
+                  for c in combos for level in range(width)]
+    return combos
 
 
 class Optimizer:
     """Minimise a black-box function by ask/tell, starting from a prior.
 
     Args:
-        bounds: `2 x d` box, original units.
-        prior: a `MetaPrior` for this family, or None for plain (uninformed) BO.
+        bounds: a `SearchSpace`, or a `2 x d` box in original units (unnamed floats: `ask`
+            and `best` give tensors). With a space, `ask` returns a DataFrame of raw values
+            (one row per point, columns `space.names`), `tell` takes a DataFrame or a list of
+            dicts of raw values (columns other than the parameters, such as a "trial" or a
+            "value" column, are ignored), `best` is `(dict of raw values, float)` and
+            `history` has one column per parameter.
+        prior: a `MetaPrior` for this family, or None for plain (uninformed) BO. With a
+            space, the prior's space must be the same (`ConfigError` naming the parameter
+            that differs).
         seed: seeds the Sobol design, the model (adaptation, sampler) and the acquisition
             optimiser; equal seeds, equal runs.
         mode: how the prior enters the GP. "trusted" (default): `TrustedPriorModel`, which
@@ -81,16 +180,28 @@ class Optimizer:
         ...     opt.tell(X, f(X))
         >>> x_best, y_best = opt.best
         >>> opt.prior_trust  # how far the data so far trust the prior
+
+        Over a typed space:
+
+        >>> opt = Optimizer(prior.space, prior=prior, seed=0)
+        >>> trials = opt.ask()                     # DataFrame of raw values
+        >>> opt.tell(trials, [train(**row) for row in trials.to_dict("records")])
     """
 
     def __init__(self, bounds, prior: MetaPrior | None = None, *, seed: int = 0,
                  mode: str = "trusted", n_init: int | None = None, num_restarts: int = 8,
                  raw_samples: int = 256, adapt_steps: int | None = None,
                  trust_region: float | None = None):
-        self.bounds = validate_bounds(bounds)
+        self.space = bounds if isinstance(bounds, SearchSpace) else None
+        self.bounds = validate_bounds(bounds if self.space is None else self.space.model_bounds)
         d = self.dim
         if prior is not None and not isinstance(prior, MetaPrior):
             raise ConfigError(f"prior must be a MetaPrior or None (got {type(prior).__name__})")
+        if self.space is not None:
+            check_space_names(self.space)
+            if prior is not None and (diff := self.space.difference(prior.space)) is not None:
+                raise ConfigError(f"this study's space differs from the space of prior "
+                                  f"{prior.family!r} ('here' is the study's): {diff}")
         if prior is not None and prior.dim != d:
             raise InputDataError(f"prior was built for dimension {prior.dim}, bounds have {d}")
         if mode not in MODES:
@@ -113,6 +224,7 @@ class Optimizer:
         self._Y = torch.empty(0, 1, dtype=torch.float64)
         self._pending: list[tuple[Tensor, str, float, float]] = []
         self._rows: list[dict] = []
+        self._raw: list[dict] = []  # with a space: the raw values of each told point
         self.model = None
         self._trust = self._initial_trust()
 
@@ -136,15 +248,28 @@ class Optimizer:
         return self._trust
 
     # ---- ask ---------------------------------------------------------------------------
-    def ask(self, n: int = 1) -> Tensor:
-        """The next `n` points to evaluate, `n x d` in original units."""
+    def ask(self, n: int = 1) -> Tensor | pd.DataFrame:
+        """The next `n` points to evaluate.
+
+        Returns:
+            With bounds: an `n x d` tensor in original units. With a space: a DataFrame of raw
+            values, one row per point and one column per parameter (`space.names`).
+        """
         n = check_int(n, "n", 1)
         t0 = time.perf_counter()
         X, source = self._propose(n)
+        X = self._project(X)
         seconds = (time.perf_counter() - t0) / n
         for x in X:
             self._pending.append((x.clone(), source, seconds, self._trust))
-        return X
+        return X if self.space is None else self.space.from_model(X)
+
+    def _project(self, X: Tensor) -> Tensor:
+        """`n x D` model coordinates -> the model coordinates of the valid points they decode to
+        (integers rounded, levels chosen): what is evaluated is exactly what the model sees."""
+        if self.space is None or self.space.is_box:
+            return X
+        return self.space.to_model(self.space.from_model(X))
 
     def _n_seen(self) -> int:
         return self._X.shape[0] + len(self._pending)
@@ -196,13 +321,21 @@ class Optimizer:
         return stream_seed(self.seed, "bo", self._n_seen()) % 2**31
 
     def search_bounds(self) -> Tensor:
-        """`2 x d` box searched by the acquisition: the bounds, or the trust region in them."""
+        """`2 x d` box searched by the acquisition: the bounds, or the trust region in them
+        (one-hot columns of a typed space always span [0, 1]: a level is not a distance)."""
         if self.trust_region is None:
             return self.bounds
         lo, hi = self.bounds
         center = self._X[self._Y[:, 0].argmin()]
         half = (hi - lo) * self.trust_region / 2
-        return torch.stack([torch.maximum(lo, center - half), torch.minimum(hi, center + half)])
+        box = torch.stack([torch.maximum(lo, center - half), torch.minimum(hi, center + half)])
+        if self.space is not None:
+            start = 0
+            for p in self.space.parameters:
+                if isinstance(p, Categorical):
+                    box[:, start:start + p.width] = self.bounds[:, start:start + p.width]
+                start += p.width
+        return box
 
     def _bo_points(self, n: int) -> Tensor:
         step_seed = self._step_seed()
@@ -218,19 +351,49 @@ class Optimizer:
                     objective=LinearMCObjective(torch.tensor([-1.0], dtype=torch.float64)),
                     prune_baseline=True,
                 )
-                X, _ = optimize_acqf(acqf, bounds=self.search_bounds(), q=n,
-                                     num_restarts=self.num_restarts,
-                                     raw_samples=self.raw_samples,
-                                     options={"seed": step_seed, "maxiter": 100})
+                settings = dict(bounds=self.search_bounds(), q=n, num_restarts=self.num_restarts,
+                                raw_samples=self.raw_samples,
+                                options={"seed": step_seed, "maxiter": 100})
+                if self.space is None or self.space.is_box:
+                    X, _ = optimize_acqf(acqf, **settings)
+                else:
+                    X = self._typed_acqf_optimum(acqf, settings)
         return X.detach()
+
+    def _typed_acqf_optimum(self, acqf: AcquisitionFunction, settings: dict) -> Tensor:
+        """Maximise `acqf` over the valid points of a typed space: `n x D` model coordinates."""
+        projected = ProjectedAcquisition(acqf, self.space)
+        # A projected acquisition is piecewise constant along integer and level columns, where
+        # L-BFGS's line search may stop early; a retry from new starts would find the same.
+        combos = one_hot_combinations(self.space)
+        if combos is None:
+            X, _ = optimize_acqf(projected, retry_on_optimization_warning=False, **settings)
+        else:
+            X, _ = optimize_acqf_mixed(projected, fixed_features_list=combos,
+                                       retry_on_optimization_warning=False, **settings)
+        return X
 
     # ---- tell --------------------------------------------------------------------------
     def tell(self, X, y) -> None:
-        """Record evaluations: `X` is `q x d` (or `d`), `y` is `q`, `q x 1` (or a scalar)."""
+        """Record evaluations.
+
+        Args:
+            X: with bounds, `q x d` (or `d`) points in original units. With a space, raw values:
+                a DataFrame with a column per parameter (other columns are ignored, so the
+                DataFrame of `ask` may come back with a "value" column added), a list of dicts
+                or one dict.
+            y: `q`, `q x 1` (or a scalar) values, one per point, in the order of the rows.
+        """
+        raw = None
+        if self.space is not None:
+            raw = trial_records(self.space, X)
+            X = self.space.to_model(raw)
         X = as_tensor(X, "X").to(torch.float64)
         if X.ndim == 1:
             X = X.unsqueeze(0)
         X = check_X(X, self.dim, "X", allow_batch=False)
+        if isinstance(y, (pd.Series, pd.DataFrame)):
+            y = y.to_numpy().copy()  # pandas may hand out a read-only view
         y = as_tensor(y, "y").to(torch.float64)
         if y.ndim == 2 and y.shape[-1] == 1:
             y = y[:, 0]
@@ -246,7 +409,7 @@ class Optimizer:
         check_within_reach(X, self.bounds, "X")
         check_magnitude(y, "y")
         warn_out_of_bounds(X, self.bounds, "X told")
-        for x, v in zip(X, y, strict=True):
+        for k, (x, v) in enumerate(zip(X, y, strict=True)):
             source, seconds, asked, trust = "external", 0.0, False, self._trust
             i = self._match_pending(x)
             if i is not None:
@@ -256,7 +419,11 @@ class Optimizer:
             self._Y = torch.cat([self._Y, v.view(1, 1)])
             best = float(self._Y.min())
             row = {"iteration": len(self._rows) + 1}
-            row.update({f"x{j}": float(x[j]) for j in range(self.dim)})
+            if raw is None:
+                row.update({f"x{j}": float(x[j]) for j in range(self.dim)})
+            else:
+                self._raw.append(raw[k])
+                row.update(raw[k])
             row.update({"y": float(v), "best": best, "source": source, "asked": asked,
                         "seconds": seconds, "prior_trust": trust})
             self._rows.append(row)
@@ -273,30 +440,37 @@ class Optimizer:
 
     # ---- results -----------------------------------------------------------------------
     @property
-    def best(self) -> tuple[Tensor, float]:
-        """`(x, y)` of the lowest observation: x is a `d` tensor."""
+    def best(self) -> tuple[Tensor | dict, float]:
+        """`(x, y)` of the lowest observation: x is a `d` tensor, or with a space a dict of raw
+        values (as told)."""
         if self._Y.shape[0] == 0:
             raise InputDataError("no observations yet: call tell() first")
         i = int(self._Y[:, 0].argmin())
-        return self._X[i].clone(), float(self._Y[i, 0])
+        x = self._X[i].clone() if self.space is None else dict(self._raw[i])
+        return x, float(self._Y[i, 0])
 
     @property
     def history(self) -> pd.DataFrame:
-        """One row per evaluation: iteration, x0..x{d-1}, y, best, source, asked, seconds,
-        prior_trust (the trust of the model that proposed the point)."""
-        cols = ["iteration", *[f"x{j}" for j in range(self.dim)], "y", "best", "source",
-                "asked", "seconds", "prior_trust"]
+        """One row per evaluation: iteration, x0..x{d-1} (with a space: one column of raw
+        values per parameter), y, best, source, asked, seconds, prior_trust (the trust of the
+        model that proposed the point)."""
+        names = [f"x{j}" for j in range(self.dim)] if self.space is None else self.space.names
+        cols = ["iteration", *names, "y", "best", "source", "asked", "seconds", "prior_trust"]
         return pd.DataFrame(self._rows, columns=cols)
 
     @property
-    def pending(self) -> Tensor:
-        """Points asked and not yet told, `k x d` (the acquisition treats them as pending)."""
+    def pending(self) -> Tensor | pd.DataFrame:
+        """Points asked and not yet told (the acquisition treats them as pending): `k x d`, or
+        with a space a DataFrame of raw values."""
         if not self._pending:
-            return torch.empty(0, self.dim, dtype=torch.float64)
-        return torch.stack([p[0] for p in self._pending])
+            X = torch.empty(0, self.dim, dtype=torch.float64)
+        else:
+            X = torch.stack([p[0] for p in self._pending])
+        return X if self.space is None else self.space.from_model(X)
 
     @property
     def train_X(self) -> Tensor:
+        """The told points in the model's coordinates, `n x D` (with a space: `space.to_model`)."""
         return self._X.clone()
 
     @property
@@ -306,9 +480,10 @@ class Optimizer:
 
 @dataclass
 class OptimizeResult:
-    """What `minimize` returns: the best point `x` (`d`), its value `fun`, the `history`."""
+    """What `minimize` returns: the best point `x` (a `d` tensor, or with a space a dict of raw
+    values), its value `fun`, the `history`."""
 
-    x: Tensor
+    x: Tensor | dict
     fun: float
     history: pd.DataFrame
     optimizer: Optimizer
@@ -316,11 +491,12 @@ class OptimizeResult:
 
 def minimize(fn, bounds, budget: int = 30, prior: MetaPrior | None = None, seed: int = 0,
              batch_size: int = 1, **optimizer_kwargs) -> OptimizeResult:
-    """Minimise `fn` over `bounds` in `budget` evaluations.
+    """Minimise `fn` over `bounds` (a box or a `SearchSpace`) in `budget` evaluations.
 
     Args:
-        fn: maps a `q x d` tensor (original units) to `q` (or `q x 1`) values.
-        bounds: `2 x d` box.
+        fn: maps a `q x d` tensor (original units) to `q` (or `q x 1`) values; with a space,
+            a DataFrame of raw values (one row per point) to `q` values.
+        bounds: a `2 x d` box, or a `SearchSpace`.
         budget: total evaluations.
         prior: a `MetaPrior`, or None for uninformed BO.
         seed: random seed.
@@ -335,3 +511,46 @@ def minimize(fn, bounds, budget: int = 30, prior: MetaPrior | None = None, seed:
         opt.tell(X, fn(X))
     x, fun = opt.best
     return OptimizeResult(x=x, fun=fun, history=opt.history, optimizer=opt)
+
+
+def check_space_names(space: SearchSpace) -> None:
+    """`ConfigError` for a parameter whose name is a column of `Optimizer.history`."""
+    clash = [n for n in space.names if n in HISTORY_COLUMNS]
+    if clash:
+        raise ConfigError(f"parameter names {clash} clash with the history's columns "
+                          f"{list(HISTORY_COLUMNS)}; rename them")
+
+
+def trial_records(space: SearchSpace, trials) -> list[dict]:
+    """Told raw values -> one dict per point holding exactly the space's parameters.
+
+    Args:
+        space: the study's space.
+        trials: a DataFrame (columns beyond the parameters are ignored), a list of dicts
+            (likewise), or one dict or Series (one point).
+
+    Returns:
+        A list of `{name: raw value}` dicts, in row order.
+    """
+    if isinstance(trials, pd.Series):
+        trials = trials.to_dict()
+    if isinstance(trials, dict):
+        trials = [trials]
+    if isinstance(trials, pd.DataFrame):
+        missing = [n for n in space.names if n not in trials.columns]
+        if missing:
+            raise InputDataError(f"trials lack the column(s) {missing} (the space's parameters: "
+                                 f"{space.names}; got columns {list(trials.columns)})")
+        return trials[space.names].to_dict("records")
+    if not isinstance(trials, (list, tuple)):
+        raise InputDataError(f"with a search space, tell takes a DataFrame, a list of dicts or a "
+                             f"dict of raw values (got {type(trials).__name__})")
+    records = []
+    for i, row in enumerate(trials):
+        if not isinstance(row, dict):
+            raise InputDataError(f"trial {i} is a {type(row).__name__}, not a dict: {row!r:.200}")
+        missing = [n for n in space.names if n not in row]
+        if missing:
+            raise InputDataError(f"trial {i} lacks {missing} (the space's parameters: {space.names})")
+        records.append({n: row[n] for n in space.names})
+    return records

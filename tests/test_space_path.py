@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import math
 
 import numpy as np
 import pandas as pd
@@ -19,6 +20,7 @@ from metaprior.config import ReptileConfig
 from metaprior.errors import ConfigError, InputDataError, PriorFileError, TaskFamilyError
 from metaprior.meta.reptile import meta_train
 from metaprior.nets import init_params
+from metaprior.optim import Optimizer, minimize, one_hot_combinations, project_model_points
 from metaprior.prior import MetaPrior
 from metaprior.priorfile import read_prior_file, write_prior_file
 from metaprior.space import Categorical, Float, Int, SearchSpace
@@ -192,3 +194,130 @@ def test_table_family_space_errors_name_the_value(change, kwargs, error, needle)
     with pytest.raises(error) as err:
         TableFamily.from_dataframe(df, **args)
     assert needle in str(err.value)
+
+
+# ---- Step 3: Optimizer over a space -------------------------------------------------------
+FAST = {"num_restarts": 2, "raw_samples": 32}
+
+
+def mixed_loss(trials: pd.DataFrame) -> list[float]:
+    """A loss over `MIXED`'s raw values: best near lr 3e-3, few layers, optimizer 3."""
+    return [(math.log10(r.lr) + 2.5) ** 2 + 0.1 * r.layers + (0.0 if r.opt == 3 else 0.5)
+            for r in trials.itertuples()]
+
+
+def assert_valid(space: SearchSpace, trials: pd.DataFrame) -> None:
+    """Raw values of the right types, in range: `encode` refuses anything else."""
+    assert list(trials.columns) == space.names
+    space.encode(trials)
+    for p in space.parameters:
+        if isinstance(p, Int):
+            assert all(isinstance(v, int) for v in trials[p.name].tolist())
+
+
+def test_box_space_runs_exactly_as_its_bounds():
+    prior = random_prior(2)
+
+    def fn(X):
+        return ((X - 0.3) ** 2).sum(-1)
+
+    by_bounds = Optimizer(prior.bounds, prior=prior, seed=1, **FAST)
+    by_space = Optimizer(prior.space, prior=prior, seed=1, **FAST)
+    for _ in range(3):
+        X = by_bounds.ask()
+        trials = by_space.ask()
+        assert torch.equal(torch.tensor(trials.values), X)
+        by_bounds.tell(X, fn(X))
+        by_space.tell(trials, fn(torch.tensor(trials.values)))
+    assert by_space.best[0] == dict(zip(["x0", "x1"], by_bounds.best[0].tolist(), strict=True))
+    assert list(by_space.history.columns[1:3]) == ["x0", "x1"]
+
+
+def test_typed_study_asks_and_tells_raw_values():
+    prior = typed_prior()
+    opt = Optimizer(MIXED, prior=prior, seed=0, **FAST)
+    for q in (1, 1, 2, 1):
+        trials = opt.ask(q)
+        assert len(trials) == q
+        assert_valid(MIXED, trials)
+        assert_valid(MIXED, opt.pending)
+        opt.tell(trials.assign(trial=range(q)), mixed_loss(trials))  # the extra column is ignored
+    history = opt.history
+    assert history["asked"].all() and history["source"].iloc[0] == "prior"
+    assert list(history.columns[1:4]) == MIXED.names
+    torch.testing.assert_close(opt.train_X, MIXED.to_model(history[MIXED.names]), rtol=0, atol=0)
+    x, y = opt.best
+    assert set(x) == set(MIXED.names) and y == min(history["y"])
+    assert x == history.loc[history["y"].idxmin(), MIXED.names].to_dict()
+
+
+def test_many_levels_are_optimised_relaxed_then_projected():
+    levels = [f"l{i}" for i in range(9)]
+    space = SearchSpace([Categorical("a", levels), Categorical("b", levels),
+                         Int("units", 16, 1024, log=True)])
+    assert one_hot_combinations(space) is None  # 81 > MAX_ENUMERATED_LEVELS
+    opt = Optimizer(space, seed=0, n_init=2, **FAST)
+    for _ in range(3):
+        trials = opt.ask()
+        assert_valid(space, trials)
+        opt.tell(trials, [float(r.a == "l3") + math.log2(r.units) / 10 for r in trials.itertuples()])
+    assert opt.history["source"].tolist() == ["sobol", "sobol", "bo"]
+
+
+def test_projection_rounds_in_raw_space_with_straight_through_gradients():
+    space = SearchSpace([Float("f", 0, 1), Int("k", 1, 100, log=True), Categorical("c", ["x", "y", "z"])])
+    X = torch.rand(64, space.encoded_dim, dtype=torch.float64, generator=torch.Generator().manual_seed(0))
+    X.requires_grad_(True)
+    P = project_model_points(space, X)
+    torch.testing.assert_close(P.detach(), space.to_model(space.decode(X.detach())), rtol=0, atol=1e-12)
+    P.sum().backward()
+    assert torch.equal(X.grad, torch.ones_like(X))
+    combos = one_hot_combinations(space)
+    assert combos == [{2: 1.0, 3: 0.0, 4: 0.0}, {2: 0.0, 3: 1.0, 4: 0.0}, {2: 0.0, 3: 0.0, 4: 1.0}]
+    assert one_hot_combinations(SearchSpace([Float("f", 0, 1)])) is None
+
+
+def test_prior_of_another_space_is_refused_naming_the_parameter():
+    other = SearchSpace([Float("lr", 1e-4, 1e-1, log=True), Int("layers", 1, 5),
+                         Categorical("opt", ["adam", "sgd", 3, True])])
+    with pytest.raises(ConfigError, match="parameter 'layers': upper is 5 here, 4 in the other space"):
+        Optimizer(other, prior=typed_prior())
+    with pytest.raises(ConfigError, match="'x0'"):  # a box prior for a typed study
+        Optimizer(MIXED, prior=random_prior(6))
+    with pytest.raises(ConfigError, match="clash with the history"):
+        Optimizer(SearchSpace([Float("y", 0, 1)]))
+
+
+@pytest.mark.parametrize("trials, values, needle", [
+    (pd.DataFrame({"lr": [0.01], "layers": [2]}), [1.0], "lack the column(s) ['opt']"),
+    ([{"lr": 0.01, "layers": 2}], [1.0], "trial 0 lacks ['opt']"),
+    (torch.zeros(1, 3), [1.0], "takes a DataFrame, a list of dicts"),
+    ([{"lr": 0.5, "layers": 2, "opt": "sgd"}], [1.0], "'lr': row 0 holds 0.5"),
+    ([{"lr": 0.01, "layers": 2, "opt": "rmsprop"}], [1.0], "'rmsprop'"),
+    ([{"lr": 0.01, "layers": 2, "opt": "sgd"}], [1.0, 2.0], "one value per row"),
+])
+def test_tell_refuses_bad_raw_values(trials, values, needle):
+    opt = Optimizer(MIXED, seed=0)
+    with pytest.raises(InputDataError) as err:
+        opt.tell(trials, values)
+    assert needle in str(err.value)
+    assert len(opt.history) == 0
+
+
+def test_tell_takes_dicts_and_series_of_values():
+    opt = Optimizer(MIXED, seed=0)
+    opt.tell({"lr": 0.01, "layers": 2, "opt": True}, 1.5)
+    opt.tell([{"opt": "adam", "layers": 4, "lr": 1e-3, "note": "ignored"}], pd.Series([0.5]))
+    assert opt.history["asked"].tolist() == [False, False]
+    assert opt.best == ({"lr": 1e-3, "layers": 4, "opt": "adam"}, 0.5)
+
+
+def test_minimize_over_a_space_passes_dataframes():
+    seen = []
+
+    def fn(trials):
+        seen.append(type(trials))
+        return mixed_loss(trials)
+
+    res = minimize(fn, MIXED, budget=4, prior=typed_prior(), seed=0, **FAST)
+    assert seen == [pd.DataFrame] * 4 and isinstance(res.x, dict) and res.fun == min(res.history["y"])
