@@ -91,6 +91,134 @@ def load_prior(ref: str):
     return MetaPrior.load(path), path
 
 
+# ---- tables of runs ------------------------------------------------------------------------
+TABLE_SUFFIXES = (".csv", ".parquet", ".pq")
+
+
+def read_table(path: str):
+    """A CSV or Parquet file of runs as a DataFrame; one-line `CommandError`s for what is not one."""
+    import pandas as pd
+
+    table = Path(path)
+    if table.suffix.lower() not in TABLE_SUFFIXES:
+        raise CommandError(f"--table {path!r}: give a .csv or .parquet file (got suffix "
+                           f"{table.suffix!r})")
+    if not table.is_file():
+        raise CommandError(f"--table {path!r}: no such file")
+    try:
+        if table.suffix.lower() == ".csv":
+            return pd.read_csv(table)
+        return pd.read_parquet(table)
+    except ImportError:  # pandas needs pyarrow or fastparquet for Parquet
+        raise CommandError(f"--table {path!r}: reading Parquet needs pyarrow or fastparquet "
+                           "(pip install pyarrow), or give a .csv file") from None
+    except (ValueError, pd.errors.ParserError, pd.errors.EmptyDataError, UnicodeDecodeError) as e:
+        raise CommandError(f"--table {path!r} cannot be read: {e}") from None
+
+
+def read_space(path: str):
+    """A `SearchSpace` from `--space`: our JSON (`SearchSpace.to_dict`), or a ConfigSpace JSON
+    file, told apart by its "hyperparameters" key."""
+    from metaprior.space import SearchSpace
+
+    file = Path(path)
+    if not file.is_file():
+        raise CommandError(f"--space {path!r}: no such file")
+    try:
+        d = json.loads(file.read_text())
+    except (ValueError, UnicodeDecodeError) as e:
+        raise CommandError(f"--space {path!r} is not JSON: {e}") from None
+    try:
+        if isinstance(d, dict) and "hyperparameters" in d:
+            return SearchSpace.from_configspace(file)
+        return SearchSpace.from_dict(d)
+    except ImportError as e:
+        raise CommandError(f"--space {path!r} is a ConfigSpace file: {e}") from None
+    except ConfigError as e:
+        raise ConfigError(f"--space {path!r}: {e}") from None
+
+
+def describe_parameter(p) -> str:
+    """'lr: float in [0.0001, 0.1], log' and the like, for `info` and notes."""
+    from metaprior.space import Categorical, _preview
+
+    if isinstance(p, Categorical):
+        return f"{p.name}: categorical {_preview(p.choices)}"
+    kind = type(p).__name__.lower()
+    return f"{p.name}: {kind} in [{p.lower:g}, {p.upper:g}]{', log' if p.log else ''}"
+
+
+def infer_space(df, task: str, output: str):
+    """The space of a table without `--space`: every numeric column but the task and the output
+    a linear float over the data's range (a constant one a one-level categorical), every string
+    or bool column a categorical of its levels. Returns the space and a one-line note."""
+    import pandas as pd
+
+    from metaprior.space import Categorical, Float, SearchSpace
+
+    params, floats, levels = [], [], []
+    for col in df.columns:
+        if col in (task, output):
+            continue
+        values = df[col]
+        numeric = pd.api.types.is_numeric_dtype(values) and not pd.api.types.is_bool_dtype(values)
+        if numeric and values.min() < values.max():
+            params.append(Float(str(col), float(values.min()), float(values.max())))
+            floats.append(str(col))
+            continue
+        if not (numeric or pd.api.types.is_bool_dtype(values) or pd.api.types.is_object_dtype(values)
+                or pd.api.types.is_string_dtype(values)):
+            raise CommandError(f"column {col!r} has type {values.dtype}, which cannot be inferred as a "
+                               f"parameter; give --space space.json")
+        found = pd.unique(values.dropna())
+        if len(found) == 0:
+            raise CommandError(f"column {col!r} holds no values; drop it or give --space space.json")
+        params.append(Categorical(str(col), sorted(found.tolist(), key=lambda v: (str(type(v)), str(v)))))
+        levels.append(f"{col} ({len(found)} level{'s' if len(found) > 1 else ''})")
+    if not params:
+        raise CommandError(f"the table has no columns besides --task {task!r} and --output {output!r}")
+    parts = ([f"{len(floats)} linear float(s) with bounds from the data ({', '.join(floats)})"] if floats
+             else []) + ([f"{len(levels)} categorical(s) ({', '.join(levels)})"] if levels else [])
+    note = (f"{PROG}: note: no --space given; the table's other columns became {' and '.join(parts)}; "
+            f"give --space space.json for integers, log scales or other ranges")
+    return SearchSpace(params), note
+
+
+def table_family(args):
+    """The `TableFamily` of `--table`, `--task`, `--output` and `--space` (or an inferred space)."""
+    from metaprior.tasks.table import TableFamily
+
+    missing = [opt for opt, value in (("--task", args.task), ("--output", args.output)) if value is None]
+    if missing:
+        raise CommandError(f"--table needs {' and '.join(missing)} (the task and the output columns)")
+    df = read_table(args.table)
+    absent = [c for c in (args.task, args.output) if c not in df.columns]
+    if absent:
+        raise CommandError(f"--table {args.table!r} has no column(s) {absent} (its columns: "
+                           f"{list(df.columns)})")
+    if args.space is not None:
+        space = read_space(args.space)
+    else:
+        space, note = infer_space(df, args.task, args.output)
+        print(note, file=sys.stderr)
+    return TableFamily.from_dataframe(df, task=args.task, space=space, output=args.output,
+                                      name=Path(args.table).stem)
+
+
+def resolve_train_family(args):
+    """A built-in or YAHPO FAMILY, or the family of `--table`: exactly one of them."""
+    if args.table is not None:
+        if args.family is not None:
+            raise CommandError(f"give FAMILY ({args.family!r}) or --table, not both")
+        return table_family(args)
+    given = [opt for opt in ("task", "output", "space") if getattr(args, opt) is not None]
+    if given:
+        raise CommandError(f"--{given[0]} goes with --table (a table of runs)")
+    if args.family is None:
+        raise CommandError("give FAMILY (a built-in family or YAHPO scenario) or --table runs.csv")
+    return resolve_family(args.family, args.data_dir)
+
+
 # ---- train -----------------------------------------------------------------------------
 # CLI option -> ReptileConfig field; values None mean "keep the preset's value".
 CONFIG_OPTIONS = {
@@ -148,7 +276,7 @@ def cmd_train(args) -> int:
         targets.append(("--name", store.prior_path(args.name, args.store)))
     checkpoint = Path(args.checkpoint) if args.checkpoint else Path(f"{targets[0][1]}.ckpt")
     cfg = build_config(args)
-    family = resolve_family(args.family, args.data_dir)
+    family = resolve_train_family(args)
     check_train_paths(args, targets, checkpoint)
     try:
         prior = meta_train(family, cfg, seed=args.seed, device=args.device,
@@ -190,7 +318,7 @@ def cmd_info(args) -> int:
     if args.json:
         print(json.dumps({"path": str(path), "size": size, **header}, indent=2, sort_keys=True))
         return 0
-    names = [f"x{j}" for j in range(prior.dim)]
+    space = prior.space
     lo, hi = prior.bounds.tolist()
     stats = dict(prior.stats)
     history = stats.pop("loss_history", None)
@@ -199,9 +327,14 @@ def cmd_info(args) -> int:
         ("file", f"{path} ({human_size(size)})"),
         ("format", f"metaprior version {header['format_version']}"),
         ("family", prior.family),
-        ("dim", str(prior.dim)),
-        ("bounds", "; ".join(f"{n} in [{a:g}, {b:g}]" for n, a, b in zip(names, lo, hi,
-                                                                       strict=True))),
+        ("dim", str(prior.dim) if space.is_box else
+         f"{prior.dim} encoded columns ({space.dim} parameters; the network sees the unit cube)"),
+        ("parameters", "; ".join(map(describe_parameter, space.parameters))),
+    ]
+    if space.is_box:
+        rows.append(("bounds", "; ".join(f"{n} in [{a:g}, {b:g}]" for n, a, b in
+                                         zip(space.names, lo, hi, strict=True))))
+    rows += [
         ("outputs", f"mean {prior.y_mean:.6g}, std {prior.y_std:.6g} (family-level)"),
         ("network", f"{prior.dim} -> {' -> '.join(map(str, prior.config.hidden))} -> 1, tanh"),
     ]
@@ -341,9 +474,16 @@ def build_parser() -> argparse.ArgumentParser:
     t = sub.add_parser("train", help="meta-train a prior on a task family",
                        description="Meta-train a prior with batched Reptile. Options left out "
                                    "keep the preset's value (see `ReptileConfig`).")
-    t.add_argument("family", metavar="FAMILY",
+    t.add_argument("family", metavar="FAMILY", nargs="?",
                    help="logistic, sinusoid, forrester, branin, hartmann3, hartmann6, or the "
-                        "YAHPO scenarios lcbench, rbv2_rpart")
+                        "YAHPO scenarios lcbench, rbv2_rpart (or --table instead)")
+    t.add_argument("--table", metavar="RUNS", help="train on a table of past runs (.csv or "
+                   ".parquet, one row per evaluation) instead of FAMILY")
+    t.add_argument("--task", metavar="COL", help="with --table: the column naming each row's task")
+    t.add_argument("--output", metavar="COL", help="with --table: the column to minimise")
+    t.add_argument("--space", metavar="JSON", help="with --table: the search space (our JSON, "
+                   "SearchSpace.to_dict, or a ConfigSpace JSON file); default: every other "
+                   "numeric column a linear float over its range, string columns categoricals")
     t.add_argument("--out", metavar="PATH", help="write the prior here")
     t.add_argument("--name", help="also save the prior into the store under NAME")
     t.add_argument("--store", metavar="DIR", help="store folder for --name (default "

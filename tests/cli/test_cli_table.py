@@ -1,0 +1,113 @@
+"""`metaprior train --table`: a prior from a table of runs over a typed space, and `info` of it.
+
+Through `main` in this process (a subprocess each would cost seconds of imports).
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from pathlib import Path
+
+import pytest
+from test_space_path import runs_table
+
+from metaprior.cli import main
+from metaprior.optim import Optimizer
+from metaprior.prior import MetaPrior
+from metaprior.space import Categorical, Float, Int, SearchSpace
+
+TINY = ["--steps", "10", "--tasks-per-step", "4", "--points-per-task", "6", "--inner-steps", "2",
+        "--adapt-steps", "4", "--hidden", "8,8", "--no-progress"]
+LEVELS = ["adam", "sgd", "3", "True"]  # a CSV gives strings back
+SPACE = SearchSpace([Float("lr", 1e-4, 1e-1, log=True), Int("layers", 1, 4), Categorical("opt", LEVELS)])
+
+
+@pytest.fixture
+def runs(tmp_path, monkeypatch) -> Path:
+    """runs.csv (10 tasks over SPACE), space.json (ours) and cs.json (ConfigSpace's) in a folder."""
+    monkeypatch.delenv("METAPRIOR_DEBUG", raising=False)
+    monkeypatch.chdir(tmp_path)
+    runs_table(n_tasks=10).assign(opt=lambda d: d.opt.astype(str)).to_csv("runs.csv", index=False)
+    Path("space.json").write_text(json.dumps(SPACE.to_dict()))
+    return tmp_path
+
+
+def train(*extra: str) -> int:
+    return main(["train", "--table", "runs.csv", "--task", "dataset", "--output", "loss",
+                 "--out", "t.prior", *TINY, *extra])
+
+
+def test_train_table_with_our_space_json_and_info_shows_it(runs, capsys):
+    assert train("--space", "space.json") == 0
+    prior = MetaPrior.load("t.prior")
+    assert prior.space == SPACE and prior.family == "runs" and prior.bounds.shape == (2, 6)
+    capsys.readouterr()
+    assert main(["info", "t.prior"]) == 0
+    out = capsys.readouterr().out
+    assert ("parameters  lr: float in [0.0001, 0.1], log; layers: int in [1, 4]; "
+            "opt: categorical ['adam', 'sgd', '3', 'True']") in out
+    assert "6 encoded columns (3 parameters" in out
+
+
+def test_a_study_over_the_trained_prior_speaks_raw_values(runs):
+    """End to end: runs.csv -> train --table -> load -> Optimizer(prior.space) asks and tells raw values."""
+    assert train("--space", "space.json") == 0
+    prior = MetaPrior.load("t.prior")
+    opt = Optimizer(prior.space, prior=prior, seed=0, num_restarts=2, raw_samples=32)
+    for _ in range(2):
+        trials = opt.ask()
+        assert trials["opt"].iloc[0] in LEVELS and 1 <= trials["layers"].iloc[0] <= 4
+        opt.tell(trials, [float(abs(math.log10(trials["lr"].iloc[0]) + 2.5))])
+    assert opt.history["source"].tolist() == ["prior", "bo"] and set(opt.best[0]) == set(SPACE.names)
+
+
+def test_train_table_with_a_configspace_json(runs):
+    cs = pytest.importorskip("ConfigSpace")
+    space = cs.ConfigurationSpace({"lr": cs.Float("lr", (1e-4, 1e-1), log=True),
+                                   "layers": cs.Integer("layers", (1, 4)),
+                                   "opt": cs.Categorical("opt", LEVELS)})
+    space.to_json("cs.json")
+    assert train("--space", "cs.json") == 0
+    prior = MetaPrior.load("t.prior")
+    assert {n: prior.space[n] for n in prior.space.names} == {n: SPACE[n] for n in SPACE.names}
+
+
+def test_train_table_without_space_infers_one_and_says_so(runs, capsys):
+    assert train() == 0
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and err[0].startswith("metaprior: note: no --space given"), err
+    assert "2 linear float(s) with bounds from the data (lr, layers)" in err[0]
+    df = runs_table(n_tasks=10)
+    expected = SearchSpace([Float("lr", df.lr.min(), df.lr.max()), Float("layers", 1, 4),
+                            Categorical("opt", sorted(LEVELS))])
+    assert MetaPrior.load("t.prior").space == expected
+
+
+@pytest.mark.parametrize("args, needles", [
+    (["--table", "runs.csv", "--task", "dataset"], ["--table needs --output"]),
+    (["branin", "--table", "runs.csv", "--task", "dataset", "--output", "loss"], ["not both"]),
+    (["--table", "runs.csv", "--task", "dataset", "--output", "nope"], ["no column(s) ['nope']"]),
+    (["--table", "none.csv", "--task", "dataset", "--output", "loss"], ["none.csv", "no such file"]),
+    (["--table", "space.json", "--task", "dataset", "--output", "loss"], [".csv or .parquet"]),
+    (["--table", "runs.csv", "--task", "dataset", "--output", "loss", "--space", "runs.csv"],
+     ["--space 'runs.csv' is not JSON"]),
+    (["--table", "runs.csv", "--task", "dataset", "--output", "loss", "--space", "narrow.json"],
+     ["Float 'lr'", "outside its range [0.01, 0.1]"]),
+    (["--table", "runs.csv", "--task", "dataset", "--output", "loss", "--space", "bad.json"],
+     ["--space 'bad.json'", "lower must be below upper"]),
+    (["branin", "--space", "space.json"], ["--space goes with --table"]),
+    (["--table", "runs.parquet", "--task", "dataset", "--output", "loss"], ["'runs.parquet'"]),
+])
+def test_table_errors_are_one_line(runs, capsys, args, needles):
+    narrow = SearchSpace([Float("lr", 0.01, 0.1), *SPACE.parameters[1:]])
+    Path("narrow.json").write_text(json.dumps(narrow.to_dict()))
+    Path("bad.json").write_text(json.dumps({"version": 1, "parameters": [
+        {"type": "float", "name": "lr", "lower": 1, "upper": 0}]}))
+    Path("runs.parquet").write_bytes(b"not parquet")
+    code = main(["train", *args, "--out", "t.prior", *TINY])
+    lines = capsys.readouterr().err.strip().splitlines()
+    assert code == 2 and len(lines) == 1 and lines[0].startswith("metaprior: error: "), (code, lines)
+    for needle in needles:
+        assert needle in lines[0], lines[0]
+    assert not Path("t.prior").exists()
