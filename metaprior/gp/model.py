@@ -10,21 +10,14 @@ from gpytorch.kernels import Kernel
 from gpytorch.means import ConstantMean
 from torch import Tensor
 
-from metaprior.errors import ConfigError, InputDataError
+from metaprior.errors import ConfigError
+from metaprior.gp.inputs import check_training_data
 from metaprior.gp.kernels import feature_kernel, residual_kernel
 from metaprior.gp.means import NetworkMean, WeightedNetworkMean
 from metaprior.gp.network import FrozenNetwork
 from metaprior.gp.transforms import RESIDUAL_FLOOR, FloorStandardize
 from metaprior.prior import MetaPrior
-from metaprior.validation import (
-    check_float64,
-    check_magnitude,
-    check_query,
-    check_within_reach,
-    check_X,
-    check_Y,
-    warn_far_from_family,
-)
+from metaprior.validation import check_query, warn_far_from_family
 
 MODES = ("mean", "weighted", "kernel", "both")
 
@@ -67,16 +60,7 @@ class MetaPriorModel(SingleTaskGP):
                  likelihood=None, seed: int = 0) -> None:
         if mode not in MODES:
             raise ConfigError(f"mode must be one of {MODES} (got {mode!r})")
-        if not isinstance(prior, MetaPrior):
-            raise ConfigError(f"prior must be a MetaPrior (got {type(prior).__name__})")
-        train_X = check_X(train_X, prior.dim, "train_X", allow_batch=False)
-        train_Y = check_Y(train_Y, train_X.shape[0], "train_Y")
-        if train_X.shape[0] < 1:
-            raise InputDataError("MetaPriorModel needs at least one observation; with none, "
-                                 "use prior.predict (the zero-shot prior)")
-        check_float64("MetaPriorModel", train_X, train_Y, train_Yvar)
-        check_within_reach(train_X, prior.bounds, "train_X")
-        check_magnitude(train_Y, "train_Y")
+        train_X, train_Y = check_training_data("MetaPriorModel", prior, train_X, train_Y, train_Yvar)
         self.prior = prior
         self.mode = mode
         if input_transform == DEFAULT:

@@ -19,22 +19,15 @@ from botorch.utils.types import DEFAULT, _DefaultType
 from gpytorch.kernels import Kernel, ScaleKernel
 from torch import Tensor
 
-from metaprior.errors import ConfigError, InputDataError
+from metaprior.errors import ConfigError
+from metaprior.gp.inputs import check_training_data
 from metaprior.gp.kernels import residual_kernel
 from metaprior.gp.means import NetworkMean
 from metaprior.gp.particles import ShiftEnsemble, thin
 from metaprior.gp.transforms import RESIDUAL_FLOOR, FloorStandardize
 from metaprior.prior import MetaPrior
 from metaprior.shift import ShiftPrior, infer_shift
-from metaprior.validation import (
-    check_float64,
-    check_magnitude,
-    check_query,
-    check_within_reach,
-    check_X,
-    check_Y,
-    warn_far_from_family,
-)
+from metaprior.validation import check_query, warn_far_from_family
 
 # Ensemble members, each one posterior sample of the task's shift. Cost grows linearly. On
 # held-out tuning tasks (not the quality check's), 16 members did as well as 32 at 5
@@ -73,18 +66,9 @@ class ShiftEnsembleModel(SingleTaskGP):
                  outcome_transform: OutcomeTransform | _DefaultType | None = DEFAULT,
                  covar_module: Kernel | None = None, likelihood=None, seed: int = 0,
                  n_members: int = N_MEMBERS) -> None:
-        if not isinstance(prior, MetaPrior):
-            raise ConfigError(f"prior must be a MetaPrior (got {type(prior).__name__})")
-        train_X = check_X(train_X, prior.dim, "train_X", allow_batch=False)
-        train_Y = check_Y(train_Y, train_X.shape[0], "train_Y")
-        if train_X.shape[0] < 1:
-            raise InputDataError("ShiftEnsembleModel needs at least one observation; with none, "
-                                 "use prior.predict (the zero-shot prior)")
+        train_X, train_Y = check_training_data("ShiftEnsembleModel", prior, train_X, train_Y, train_Yvar)
         if isinstance(n_members, bool) or not isinstance(n_members, int) or n_members < 1:
             raise ConfigError(f"n_members must be a positive integer (got {n_members!r})")
-        check_float64("ShiftEnsembleModel", train_X, train_Y, train_Yvar)
-        check_within_reach(train_X, prior.bounds, "train_X")
-        check_magnitude(train_Y, "train_Y")
         # The shift prior moves and rescales the landscape by amounts seen in the family; an
         # offset far beyond those is left to the residual (measured: +1e4 on Branin misses
         # its own training points by ~75).

@@ -22,12 +22,13 @@ from gpytorch.distributions import MultivariateNormal
 from linear_operator.operators import DenseLinearOperator
 from torch import Tensor
 
-from metaprior.errors import ConfigError, InputDataError
+from metaprior.errors import ConfigError
 from metaprior.gp.evidence import fit_gp, held_out_score, outcome_scale
+from metaprior.gp.inputs import check_training_data
 from metaprior.gp.model import MetaPriorModel
 from metaprior.prior import MetaPrior
 from metaprior.tasks.family import validate_bounds
-from metaprior.validation import check_query, check_X, check_Y
+from metaprior.validation import check_query
 
 # Prior probability that a new task resembles the family. A user brings a prior because they
 # expect it to apply; 0.8 lets one or two points that agree keep full trust, while a clear
@@ -103,18 +104,9 @@ class TrustedPriorModel(Model, FantasizeMixin):
         super().__init__()
         if scheme not in SCHEMES:
             raise ConfigError(f"scheme must be one of {SCHEMES} (got {scheme!r})")
-        if not isinstance(prior, MetaPrior):
-            raise ConfigError(f"prior must be a MetaPrior (got {type(prior).__name__})")
         if not isinstance(prior_probability, (int, float)) or not 0 < prior_probability < 1:
             raise ConfigError(f"prior_probability must be in (0, 1) (got {prior_probability!r})")
-        train_X = check_X(train_X, prior.dim, "train_X", allow_batch=False)
-        train_Y = check_Y(train_Y, train_X.shape[0], "train_Y")
-        if train_X.shape[0] < 1:
-            raise InputDataError("TrustedPriorModel needs at least one observation; with none, "
-                                 "use prior.predict (the zero-shot prior)")
-        if train_X.dtype != torch.float64 or train_Y.dtype != torch.float64:
-            raise InputDataError(f"TrustedPriorModel needs float64 data (got {train_X.dtype} and "
-                                 f"{train_Y.dtype}); GP code runs in double precision")
+        train_X, train_Y = check_training_data("TrustedPriorModel", prior, train_X, train_Y)
         bounds = prior.bounds if bounds is None else validate_bounds(bounds)
         self.prior = prior
         self.prior_probability = float(prior_probability)
