@@ -123,42 +123,47 @@ def test_missing_header_field(tmp_path, field):
     expect_error(path, field)
 
 
-@pytest.mark.parametrize("bad", [float("nan"), float("inf")])
-def test_non_finite_weights_with_a_valid_checksum(tmp_path, bad):
-    prior = small_prior()
-    tensors = tensors_of(prior)
-    tensors["param.002"][0, 1] = bad
-    path = tmp_path / "p.prior"
-    write_prior_file(path, tensors, prior.header())
-    expect_error(path, "NaN or inf")
+def set_weight(name: str, value):
+    def edit(tensors: dict) -> None:
+        tensors[name] = value(tensors[name])
+    return edit
 
 
-def test_missing_last_bias_fails_at_load_not_at_predict(tmp_path):
-    prior = small_prior()
-    tensors = tensors_of(prior)
+def delete_last_bias(tensors: dict) -> None:
     del tensors[f"param.{len(tensors) - 1:03d}"]
-    path = tmp_path / "p.prior"
-    write_prior_file(path, tensors, prior.header())
-    expect_error(path, "shapes")
 
 
-@pytest.mark.parametrize("shape", [(1, 4), (4,), (4, 1, 1)])
-def test_reshaped_weight_fails_at_load(tmp_path, shape):
+def with_entry(value: float):
+    def edit(t):
+        t = t.clone()
+        t[0, 1] = value
+        return t
+    return edit
+
+
+# Weights edited after training and saved with a valid checksum: each is refused on load,
+# not later inside predict or a GP fit.
+BAD_WEIGHTS = {
+    "nan": (set_weight("param.002", with_entry(float("nan"))), "NaN or inf"),
+    "inf": (set_weight("param.002", with_entry(float("inf"))), "NaN or inf"),
+    "missing last bias": (delete_last_bias, "shapes"),
+    "reshaped 1x4": (set_weight("param.000", lambda t: t.reshape(1, 4)), "shapes"),
+    "reshaped 4": (set_weight("param.000", lambda t: t.reshape(4)), "shapes"),
+    "reshaped 4x1x1": (set_weight("param.000", lambda t: t.reshape(4, 1, 1)), "shapes"),
+    "integer": (set_weight("param.001", lambda t: torch.zeros(4, dtype=torch.int32)),
+                "floating point"),
+}
+
+
+@pytest.mark.parametrize("case", BAD_WEIGHTS)
+def test_bad_weights_with_a_valid_checksum_fail_at_load(tmp_path, case):
+    edit, match = BAD_WEIGHTS[case]
     prior = small_prior()
     tensors = tensors_of(prior)
-    tensors["param.000"] = tensors["param.000"].reshape(shape)
+    edit(tensors)
     path = tmp_path / "p.prior"
     write_prior_file(path, tensors, prior.header())
-    expect_error(path, "shapes")
-
-
-def test_integer_weights_are_refused(tmp_path):
-    prior = small_prior()
-    tensors = tensors_of(prior)
-    tensors["param.001"] = torch.zeros(4, dtype=torch.int32)
-    path = tmp_path / "p.prior"
-    write_prior_file(path, tensors, prior.header())
-    expect_error(path, "floating point")
+    expect_error(path, match)
 
 
 def test_file_with_the_old_tensors_only_checksum_still_loads(tmp_path):

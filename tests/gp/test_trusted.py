@@ -29,16 +29,21 @@ def branin_points(n: int, seed: int = 0) -> torch.Tensor:
     return lo + SobolEngine(2, scramble=True, seed=seed).draw(n, dtype=torch.float64) * (hi - lo)
 
 
+def random_gp_problem(seed: int, n: int = 5):
+    """A random SPD covariance `n x n`, observations `n` and per-point means `n x n`."""
+    g = torch.Generator().manual_seed(seed)
+    A = torch.randn(n, n, generator=g, dtype=torch.float64)
+    K = A @ A.T + 0.5 * torch.eye(n, dtype=torch.float64)
+    y = torch.randn(n, generator=g, dtype=torch.float64)
+    return K, y, torch.randn(n, n, generator=g, dtype=torch.float64)
+
+
 def help_task():
     return Branin().held_out_tasks(1, seed=0)[0]
 
 
 def test_loo_log_density_matches_refitting_without_each_point():
-    g = torch.Generator().manual_seed(0)
-    A = torch.randn(5, 5, generator=g, dtype=torch.float64)
-    K = A @ A.T + 0.5 * torch.eye(5, dtype=torch.float64)
-    y = torch.randn(5, generator=g, dtype=torch.float64)
-    means = torch.randn(5, 5, generator=g, dtype=torch.float64)  # row i: the mean without i
+    K, y, means = random_gp_problem(seed=0)  # row i of means: the mean without point i
     got = loo_log_density(K, y.unsqueeze(0) - means)
     for i in range(5):
         keep = [j for j in range(5) if j != i]
@@ -175,11 +180,7 @@ def test_held_out_predictions_never_saw_their_point():
 
 
 def test_prequential_predictions_match_conditioning_on_the_past():
-    g = torch.Generator().manual_seed(1)
-    A = torch.randn(5, 5, generator=g, dtype=torch.float64)
-    K = A @ A.T + 0.5 * torch.eye(5, dtype=torch.float64)
-    y = torch.randn(5, generator=g, dtype=torch.float64)
-    means = torch.randn(5, 5, generator=g, dtype=torch.float64)  # row k: the mean before k
+    K, y, means = random_gp_problem(seed=1)  # row k of means: the mean before point k
     error, variance = prequential_predictions(K, y.unsqueeze(0) - means)
     for k in range(5):
         r = (y - means[k])[:k]
