@@ -20,12 +20,13 @@ from metaprior.config import ReptileConfig
 from metaprior.errors import ConfigError, InputDataError, PriorFileError, TaskFamilyError
 from metaprior.meta.reptile import meta_train
 from metaprior.nets import init_params
-from metaprior.optim import Optimizer, minimize, one_hot_combinations, project_model_points
+from metaprior.optim import Optimizer, minimize
 from metaprior.prior import MetaPrior
 from metaprior.priorfile import read_prior_file, write_prior_file
 from metaprior.space import Categorical, Float, Int, SearchSpace
 from metaprior.tasks import Logistic, TableFamily
 from metaprior.tasks.family import make_generator
+from metaprior.typed_acquisition import one_hot_combinations, project_model_points
 
 MIXED = SearchSpace([Float("lr", 1e-4, 1e-1, log=True), Int("layers", 1, 4),
                      Categorical("opt", ["adam", "sgd", 3, True])])
