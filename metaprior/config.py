@@ -47,6 +47,19 @@ class PositiveFinite:
         return "a positive finite number"
 
 
+class PositiveOrInfinite:
+    """A positive number, where +inf means "no limit" (a gradient clip switched off); files
+    written before rates had to be finite may hold it."""
+
+    def check(self, value) -> float:
+        if not _is_real(value) or math.isnan(value) or not value > 0:
+            raise ValueError
+        return float(value)
+
+    def describe(self) -> str:
+        return "a positive number (inf: no limit)"
+
+
 class Boolean:
     def check(self, value) -> bool:
         if not isinstance(value, (bool, np.bool_)):
@@ -199,7 +212,7 @@ PARAMETER_CONSTRAINTS = {
     "anneal": Boolean(),
     "grid_points": Boolean(),
     "adapt_steps": PositiveInt(),
-    "max_grad_norm": PositiveFinite(),
+    "max_grad_norm": PositiveOrInfinite(),
     "checkpoint_every": PositiveInt(),
     "chunk_size": OrNone(PositiveInt()),
     "max_memory_mb": OrNone(PositiveFinite()),

@@ -197,6 +197,12 @@ class MetaPrior:
         All copies adapt in one batched call (each masks the points it must not see), so this
         costs about one adaptation of a meta-batch of `n` tasks.
 
+        Known deviation: every copy walks the minibatch slots of an adaptation to all `n`
+        points, and a slot holding only masked points changes nothing. With `n` above the
+        minibatch size `m`, a copy that keeps `k` points therefore takes about
+        `steps * ceil(k / m) / ceil(n / m)` real steps, fewer than `adapt` on those points
+        would (the default model's trust, measured in the README, was computed this way).
+
         Args:
             X: `n x d` observations' inputs, original units, in the order they were made.
             Y: `n x 1` observations.

@@ -27,7 +27,10 @@ from torch import Tensor
 from metaprior.errors import ConfigError, PriorFileError
 
 FORMAT_NAME = "metaprior"
-FORMAT_VERSION = 1
+# 2: the checksum covers the header (scheme 2), which holds the shift prior and the search
+# space. Version-1 files still load; a reader of version 1 refuses version 2 with "upgrade"
+# instead of reporting a checksum mismatch.
+FORMAT_VERSION = 2
 MAX_HEADER_BYTES = 10_000_000
 CHECKSUM_SCHEME = "2"
 MAX_JSON_DEPTH = 32  # deeper than any header we write; bounds the recursion of every reader

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+import json
 
 import pytest
 
@@ -111,3 +112,14 @@ def test_every_field_has_exactly_one_declared_rule():
 def test_from_dict_needs_a_dict():
     with pytest.raises(ConfigError, match="list"):
         ReptileConfig.from_dict([1, 2])
+
+
+def test_an_infinite_gradient_clip_means_no_clip_and_round_trips():
+    """Older files may hold max_grad_norm=inf (clipping off); rates must stay finite."""
+    cfg = ReptileConfig(max_grad_norm=float("inf"))
+    assert ReptileConfig.from_dict(json.loads(json.dumps(cfg.to_dict()))) == cfg
+    for bad in (float("nan"), -1.0, 0.0):
+        with pytest.raises(ConfigError, match="max_grad_norm"):
+            ReptileConfig(max_grad_norm=bad)
+    with pytest.raises(ConfigError, match="outer_lr"):
+        ReptileConfig(outer_lr=float("inf"))

@@ -108,6 +108,8 @@ class TrustedPriorModel(Model, FantasizeMixin):
             raise ConfigError(f"prior_probability must be in (0, 1) (got {prior_probability!r})")
         train_X, train_Y = check_training_data("TrustedPriorModel", prior, train_X, train_Y)
         bounds = prior.bounds if bounds is None else validate_bounds(bounds)
+        if bounds.shape[-1] != prior.dim:
+            raise ConfigError(f"bounds have {bounds.shape[-1]} dimensions, the prior {prior.dim}")
         self.prior = prior
         self.prior_probability = float(prior_probability)
         self.scheme = scheme
@@ -196,9 +198,14 @@ class TrustedPriorModel(Model, FantasizeMixin):
         return posterior
 
     def condition_on_observations(self, X: Tensor, Y: Tensor, **kwargs) -> TrustedPriorModel:
-        """Both GPs conditioned on `(X, Y)` (original units); the weight is kept."""
-        informed = self.informed.condition_on_observations(
-            self.informed.transform_inputs(X), Y, **kwargs)
-        uninformed = self.uninformed.condition_on_observations(
-            self.uninformed.transform_inputs(X), Y, **kwargs)
+        """Both GPs conditioned on `(X, Y)` (original units; each GP applies its own input
+        transform); the weight is kept."""
+        for gp in (self.informed, self.uninformed):
+            if gp.prediction_strategy is None:
+                # A rounded weight lets `posterior` skip one GP, and gpytorch conditions only
+                # a GP that has made a prediction.
+                with torch.no_grad():
+                    gp.posterior(X.reshape(-1, X.shape[-1])[:1])
+        informed = self.informed.condition_on_observations(X, Y, **kwargs)
+        uninformed = self.uninformed.condition_on_observations(X, Y, **kwargs)
         return self._from_parts(self, informed, uninformed)

@@ -67,7 +67,7 @@ def test_info_human_and_json(trained):
     assert set(header["shift_prior"]) >= {"mean", "cov", "resid_sd"}
     assert header["family"] == "branin" and header["dim"] == 2
     assert header["bounds"] == [[-5.0, 0.0], [10.0, 15.0]]
-    assert header["config"]["hidden"] == [16, 16] and header["format_version"] == 1
+    assert header["config"]["hidden"] == [16, 16] and header["format_version"] == 2
 
 
 def test_eval_prints_the_few_shot_table(trained):

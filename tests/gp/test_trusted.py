@@ -203,3 +203,32 @@ def test_weighted_mode_fits_a_low_weight_on_a_negated_task():
         fit_gpytorch_mll(ExactMarginalLogLikelihood(model.likelihood, model))
         trusts[sign] = model.prior_trust
     assert trusts[1] > 0.5 > trusts[-1]
+
+
+@pytest.mark.parametrize("trust", [0.5, 1.0, 0.0])
+def test_conditioning_pins_the_new_point_at_every_weight(trust):
+    """`condition_on_observations` takes original units (each GP normalises them once), and
+    works when a rounded weight let `posterior` skip one of the GPs."""
+    prior, task = branin_prior(), help_task()
+    X = branin_points(6)
+    model = TrustedPriorModel(X, task(X).unsqueeze(-1), prior)
+    model.prior_trust = trust
+    x_new = torch.tensor([[2.0, 7.0]], dtype=torch.float64)
+    model.posterior(x_new)
+    cond = model.condition_on_observations(x_new, torch.tensor([[30.0]], dtype=torch.float64))
+    for gp in (cond.informed, cond.uninformed):
+        mean = gp.posterior(x_new).mean.item()
+        assert abs(mean - 30.0) < 3.0, (trust, mean)
+    fantasy = model.fantasize(x_new, SobolQMCNormalSampler(torch.Size([2])))
+    assert torch.isfinite(fantasy.posterior(branin_points(3, seed=5)).mean).all()
+
+
+def test_bounds_of_another_dimension_are_refused():
+    prior = branin_prior()
+    X = branin_points(3)
+    with pytest.raises(ConfigError, match="3 dimensions"):
+        TrustedPriorModel(X, torch.ones(3, 1, dtype=torch.float64), prior,
+                          bounds=torch.tensor([[0.0] * 3, [1.0] * 3]))
+    model = TrustedPriorModel(X, torch.ones(3, 1, dtype=torch.float64) + X[:, :1], prior)
+    with pytest.raises(InputDataError, match="shape"):
+        model.posterior(X[0])
