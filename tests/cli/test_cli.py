@@ -60,7 +60,7 @@ def test_info_human_and_json(trained):
     assert proc.returncode == 0, proc.stderr
     text = proc.stdout
     assert "branin" in text and "x0 in [-5, 10]; x1 in [0, 15]" in text
-    assert "metaprior version 1" in text and "outer_steps_done=20" in text
+    assert "metaprior version 2" in text and "outer_steps_done=20" in text
     assert "\nshift " in text and "(64 tasks; mode 'shift')" in text  # train estimates it
     proc = run("info", "b.prior", "--json", cwd=trained)
     header = json.loads(proc.stdout)
