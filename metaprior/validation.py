@@ -112,8 +112,10 @@ def check_query(X: Tensor, dim: int, name: str = "X", bounds: Tensor | None = No
     posterior, silently) and, given `bounds`, within reach of them; else `InputDataError`."""
     if not isinstance(X, Tensor):
         raise InputDataError(f"{name} must be a tensor ... x q x {dim} (got {type(X).__name__})")
-    if X.ndim < 2 or X.shape[-1] != dim:
+    if X.ndim < 2:
         raise InputDataError(f"{name} must have shape ... x q x {dim} (got {tuple(X.shape)})")
+    if X.shape[-1] != dim:
+        raise InputDataError(f"Expected {name} to have {dim} columns (got shape {tuple(X.shape)})")
     finite = torch.isfinite(X)
     if not finite.all():
         bad = (~finite).nonzero()[0].tolist()
