@@ -16,7 +16,7 @@ demo: $(STAMP)
 	OMP_NUM_THREADS=1 $(BIN)/python -m metaprior demo
 
 test: $(STAMP)
-	OMP_NUM_THREADS=1 $(BIN)/python -m pytest -x -q tests
+	OMP_NUM_THREADS=1 $(BIN)/python -m pytest -x tests
 
 lint: $(STAMP)
 	$(BIN)/ruff check .

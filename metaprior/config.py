@@ -37,27 +37,22 @@ class PositiveInt:
         return "a positive integer"
 
 
-class PositiveFinite:
-    def check(self, value) -> float:
-        if not _is_real(value) or not (math.isfinite(value) and value > 0):
-            raise ValueError
-        return float(value)
+class PositiveNumber:
+    """A positive number; finite unless `allow_inf` (+inf as "no limit": a gradient clip
+    switched off, which files written before rates had to be finite may hold)."""
 
-    def describe(self) -> str:
-        return "a positive finite number"
-
-
-class PositiveOrInfinite:
-    """A positive number, where +inf means "no limit" (a gradient clip switched off); files
-    written before rates had to be finite may hold it."""
+    def __init__(self, allow_inf: bool = False):
+        self.allow_inf = allow_inf
 
     def check(self, value) -> float:
         if not _is_real(value) or math.isnan(value) or not value > 0:
             raise ValueError
+        if math.isinf(value) and not self.allow_inf:
+            raise ValueError
         return float(value)
 
     def describe(self) -> str:
-        return "a positive number (inf: no limit)"
+        return "a positive number (inf: no limit)" if self.allow_inf else "a positive finite number"
 
 
 class Boolean:
@@ -204,16 +199,16 @@ PARAMETER_CONSTRAINTS = {
     "points_per_task": PositiveInt(),
     "inner_steps": PositiveInt(),
     "inner_batch_size": PositiveInt(),
-    "inner_lr": PositiveFinite(),
-    "outer_lr": PositiveFinite(),
+    "inner_lr": PositiveNumber(),
+    "outer_lr": PositiveNumber(),
     "hidden": Widths(),
     "inner_optimizer": OneOf(INNER_OPTIMIZERS),
     "outer_optimizer": OneOf(OUTER_OPTIMIZERS),
     "anneal": Boolean(),
     "grid_points": Boolean(),
     "adapt_steps": PositiveInt(),
-    "max_grad_norm": PositiveOrInfinite(),
+    "max_grad_norm": PositiveNumber(allow_inf=True),
     "checkpoint_every": PositiveInt(),
     "chunk_size": OrNone(PositiveInt()),
-    "max_memory_mb": OrNone(PositiveFinite()),
+    "max_memory_mb": OrNone(PositiveNumber()),
 }

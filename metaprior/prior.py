@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import copy
 import math
-import numbers
 import warnings
 
 import torch
@@ -111,9 +110,7 @@ class MetaPrior:
         self.config = config
         self.family = family
         self.stats = dict(stats or {})
-        if isinstance(n_adapted, bool) or not isinstance(n_adapted, numbers.Integral) \
-                or n_adapted < 0:
-            raise ConfigError(f"n_adapted must be a non-negative integer (got {n_adapted!r})")
+        n_adapted = check_int(n_adapted, "n_adapted")
         self.n_adapted = int(n_adapted)
         if shift_prior is not None and not isinstance(shift_prior, ShiftPrior):
             raise ConfigError(f"shift_prior must be a ShiftPrior or None "

@@ -19,6 +19,7 @@ from botorch.fit import fit_gpytorch_mll
 from botorch.models import SingleTaskGP
 from botorch.models.transforms.outcome import Standardize
 from gpytorch.mlls import ExactMarginalLogLikelihood
+from linear_operator.utils.errors import NotPSDError
 from torch import Tensor
 
 
@@ -32,10 +33,10 @@ def fit_gp(model: SingleTaskGP) -> bool:
             warnings.simplefilter("ignore")
             fit_gpytorch_mll(ExactMarginalLogLikelihood(model.likelihood, model))
         return True
-    except (ModelFittingError, ValueError, RuntimeError) as e:
+    except (ModelFittingError, ValueError, torch.linalg.LinAlgError, NotPSDError) as e:
         # ValueError: gpytorch refuses a hyperparameter pushed onto its prior's support boundary
-        # (one observation far from the family); RuntimeError covers torch's LinAlgError and
-        # linear_operator's NotPSDError. A GP with its prior hyperparameters is still usable.
+        # (one observation far from the family). A GP with its prior hyperparameters is still
+        # usable. (Not every RuntimeError: out of memory must surface.)
         warnings.warn(f"GP fit failed ({type(e).__name__}: {e}); using unfitted "
                       "hyperparameters", stacklevel=3)
         return False
@@ -85,12 +86,6 @@ def prequential_predictions(covariance: Tensor, residuals: Tensor) -> tuple[Tens
     return scale * innovations.diagonal(), scale.square()
 
 
-def loo_log_density(covariance: Tensor, residuals: Tensor) -> Tensor:
-    """The `n` leave-one-out log predictive densities (see `loo_predictions`)."""
-    error, variance = loo_predictions(covariance, residuals)
-    return -0.5 * torch.log(2 * math.pi * variance) - 0.5 * error.square() / variance
-
-
 def training_covariance(model: SingleTaskGP) -> Tensor:
     """`n x n` prior covariance of `model`'s training targets, noise included, in its
     (outcome-transformed) units, with the fitted hyperparameters."""
@@ -137,7 +132,7 @@ def held_out_score(model: SingleTaskGP, Y: Tensor, means: Tensor, scheme: str = 
         scheme: "prequential" or "loo".
         skip: prequential: leave the first `skip` points unscored.
     """
-    offset, scale = outcome_scale(model)
+    _, scale = outcome_scale(model)
     residuals = (Y.unsqueeze(0) - means) / scale
     predictions = prequential_predictions if scheme == "prequential" else loo_predictions
     try:

@@ -124,7 +124,7 @@ class TrustedPriorModel(Model, FantasizeMixin):
         self.eval()
 
     def _held_out_scores(self, X: Tensor, y: Tensor, adapt_steps: int | None,
-                    seed: int) -> tuple[float, float]:
+                         seed: int) -> tuple[float, float]:
         """Held-out log scores `(informed, uninformed)`; (0, 0) below `MIN_POINTS`."""
         n = y.shape[0]
         if n < MIN_POINTS:
