@@ -31,6 +31,7 @@ _EXPORTS = {
     "Float": "metaprior.space",
     "Int": "metaprior.space",
     "SearchSpace": "metaprior.space",
+    "service": "metaprior.service",
 }
 
 
@@ -69,5 +70,6 @@ __all__ = [
     "infer_shift",
     "meta_train",
     "minimize",
+    "service",
     "tasks",
 ]

@@ -463,6 +463,17 @@ DEMO_HELP = ("A short demonstration (what `make demo` runs): meta-train a small 
 
 
 # ---- the parser ------------------------------------------------------------------------
+def cmd_serve(args) -> int:
+    """`metaprior serve`: the prior service over HTTP (see metaprior.service.serve)."""
+    try:
+        from metaprior.service.serve import serve
+    except ImportError as e:
+        raise ConfigError(f"metaprior serve needs the service extra: pip install "
+                          f"'metaprior[service]' ({e})") from None
+    return serve(args.store, args.host, args.port, args.workers, args.token_file,
+                 jobs=not args.no_jobs, log_level=args.log_level)
+
+
 def build_parser() -> argparse.ArgumentParser:
     from metaprior import __version__
 
@@ -548,6 +559,22 @@ def build_parser() -> argparse.ArgumentParser:
     d = sub.add_parser("demo", help="a short demonstration (what `make demo` runs)",
                        description=DEMO_HELP, add_help=False)
     d.set_defaults(func=cmd_demo)
+
+    sv = sub.add_parser("serve", help="serve families, priors and studies over HTTP",
+                        description="The prior service: ask/tell over HTTP, studies in a database, "
+                                    "priors trained from finished studies (docs/service.md).")
+    sv.add_argument("--store", metavar="URL", help="sqlite:///path.db, a file path, or "
+                    "postgresql://user:password@host/db (default: service.db in $METAPRIOR_STORE "
+                    "or ~/.cache/metaprior/priors)")
+    sv.add_argument("--host", default="127.0.0.1", help="address to listen on (default 127.0.0.1)")
+    sv.add_argument("--port", type=int, default=8000, help="port (default 8000)")
+    sv.add_argument("--workers", type=int, default=1, help="HTTP worker processes (default 1)")
+    sv.add_argument("--token-file", metavar="F", help="read the token from F (mode 600); default "
+                    "$METAPRIOR_TOKEN, else a new token in the store directory")
+    sv.add_argument("--no-jobs", action="store_true", help="run no training worker here (another "
+                    "server on the same store runs the jobs)")
+    sv.add_argument("--log-level", default="warning", help="uvicorn's log level (default warning)")
+    sv.set_defaults(func=cmd_serve)
     return p
 
 

@@ -1,0 +1,241 @@
+"""What the service does to a study: rebuild its optimizer from the store, then ask, tell, add.
+
+Requests are stateless: every ask rebuilds the study's `Optimizer` from the trials in the store
+(the optimizer refits its model at every ask anyway), under the study's lock in the database,
+so that any server process can serve any request and concurrent asks see each other's pending
+points. Values of a study that maximises are negated on their way into the optimizer, which
+minimises.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import os
+import tempfile
+import threading
+from collections import OrderedDict
+
+import numpy as np
+import pandas as pd
+
+from metaprior.errors import ConfigError, InputDataError, MetaPriorError, PriorFileError
+from metaprior.optim import Optimizer, check_space_names
+from metaprior.prior import MetaPrior
+from metaprior.service.db import Family, Store, Study, StudyLock, Trial
+from metaprior.service.errors import InvalidRequestError, NotFoundError
+from metaprior.space import SearchSpace
+from metaprior.validation import MAX_OUTPUT_MAGNITUDE
+
+log = logging.getLogger("metaprior.service")
+
+# Columns of the client's trial and history DataFrames; a parameter may not take these names.
+RESERVED_NAMES = ("trial", "value", "state")
+DIRECTIONS = ("minimize", "maximize")
+# Decoded prior versions kept per process: versions never change, so a cache is never stale.
+PRIOR_CACHE_SIZE = 16
+
+
+# ---- spaces and priors --------------------------------------------------------------------
+def read_space(space: dict) -> SearchSpace:
+    """The `SearchSpace` of a JSON document; `InvalidRequestError` naming what is wrong."""
+    try:
+        parsed = SearchSpace.from_dict(space)
+        check_space_names(parsed)
+    except (MetaPriorError, ValueError, TypeError, KeyError) as e:
+        raise InvalidRequestError(f"space: {e}") from None
+    clash = [n for n in parsed.names if n in RESERVED_NAMES]
+    if clash:
+        raise InvalidRequestError(f"space: parameter names {clash} are columns of the service's "
+                                  f"trial tables {list(RESERVED_NAMES)}; rename them")
+    return parsed
+
+
+def prior_to_bytes(prior: MetaPrior) -> bytes:
+    """A prior's file, as bytes."""
+    with tempfile.TemporaryDirectory(prefix="metaprior-") as tmp:
+        path = os.path.join(tmp, "upload.prior")
+        prior.save(path)
+        with open(path, "rb") as f:
+            return f.read()
+
+
+def prior_from_bytes(data: bytes) -> MetaPrior:
+    """The prior of a file's bytes; anything else is a `PriorFileError` (no code is run)."""
+    with tempfile.TemporaryDirectory(prefix="metaprior-") as tmp:
+        path = os.path.join(tmp, "upload.prior")
+        with open(path, "wb") as f:
+            f.write(data)
+        return MetaPrior.load(path)
+
+
+def check_prior(data: bytes, family: Family) -> MetaPrior:
+    """The prior in `data` if it fits `family`'s space; else `InvalidRequestError`."""
+    try:
+        prior = prior_from_bytes(data)
+    except PriorFileError as e:
+        raise InvalidRequestError(f"not a valid prior file: {str(e).split(': ', 1)[-1]}") from None
+    diff = SearchSpace.from_dict(family.space).difference(prior.space)
+    if diff is not None:
+        raise InvalidRequestError(f"the prior's space differs from family {family.name!r}'s "
+                                  f"('here' is the family's): {diff}")
+    return prior
+
+
+class PriorCache:
+    """Decoded priors by (store URL, family, version), least recently used first out."""
+
+    def __init__(self, size: int = PRIOR_CACHE_SIZE):
+        self._items: OrderedDict[tuple, MetaPrior] = OrderedDict()
+        self._lock = threading.Lock()
+        self.size = size
+
+    def get(self, store: Store, family: str, version: int) -> MetaPrior:
+        key = (store.url, family, version)
+        with self._lock:
+            if key in self._items:
+                self._items.move_to_end(key)
+                return self._items[key]
+        _, data = store.get_prior(family, version)
+        prior = prior_from_bytes(data)
+        with self._lock:
+            self._items[key] = prior
+            while len(self._items) > self.size:
+                self._items.popitem(last=False)
+        return prior
+
+
+PRIORS = PriorCache()
+
+
+# ---- optimizer options --------------------------------------------------------------------
+def check_options(space: SearchSpace, prior: MetaPrior | None, options: dict) -> dict:
+    """`options` (Optimizer keyword arguments: mode, n_init, num_restarts, raw_samples,
+    trust_region) if an Optimizer accepts them; else `InvalidRequestError`."""
+    try:
+        Optimizer(space, prior=prior, seed=0, **options)
+    except (ConfigError, InputDataError) as e:
+        raise InvalidRequestError(f"options: {e}") from None
+    return options
+
+
+def json_value(v):
+    """A raw value as a JSON scalar (numpy's scalars to Python's)."""
+    if isinstance(v, np.generic):
+        return v.item()
+    return v
+
+
+# ---- the rebuilt optimizer ----------------------------------------------------------------
+class StudyOptimizer(Optimizer):
+    """An `Optimizer` rebuilt from a study's trials: told values replayed, pending points
+    pending, and the Sobol sequence moved past the points earlier asks drew."""
+
+    def restore(self, trials: list[Trial], sign: float) -> None:
+        done = [t for t in trials if t.state == "complete"]
+        if done:
+            self.tell(pd.DataFrame([t.params for t in done], columns=self.space.names),
+                      [sign * t.value for t in done])
+        pending = [t for t in trials if t.state == "pending"]
+        if pending:
+            X = self.space.to_model([t.params for t in pending])
+            self._pending.extend((x, t.source, 0.0, self._trust) for x, t in zip(X, pending,
+                                                                                  strict=True))
+        drawn = sum(t.source == "sobol" for t in trials)
+        if drawn:
+            self._sobol.fast_forward(drawn)
+
+    def ask_with_sources(self, n: int) -> tuple[pd.DataFrame, list[str]]:
+        """`ask(n)` and where each point came from ("prior", "sobol", "bo")."""
+        df = self.ask(n)
+        source = self._pending[-1][1]
+        # The prior's zero-shot point comes first; the rest of that batch is Sobol points.
+        sources = ["prior"] + ["sobol"] * (n - 1) if source == "prior" else [source] * n
+        return df, sources
+
+
+def records(df: pd.DataFrame, names: list[str]) -> list[dict]:
+    return [{k: json_value(r[k]) for k in names} for r in df.to_dict("records")]
+
+
+def sign_of(direction: str) -> float:
+    return -1.0 if direction == "maximize" else 1.0
+
+
+class StudyService:
+    """The service's operations on studies, over one `Store`."""
+
+    def __init__(self, store: Store, priors: PriorCache = PRIORS):
+        self.store, self.priors = store, priors
+
+    def prior_of(self, study: Study) -> MetaPrior | None:
+        if study.prior_version is None:
+            return None
+        return self.priors.get(self.store, study.family, study.prior_version)
+
+    def optimizer(self, lock: StudyLock, family: Family) -> StudyOptimizer:
+        study = lock.study
+        space = SearchSpace.from_dict(family.space)
+        opt = StudyOptimizer(space, prior=self.prior_of(study), seed=study.seed, **study.options)
+        opt.restore(lock.trials(), sign_of(family.direction))
+        return opt
+
+    def ask(self, name: str, n: int) -> list[Trial]:
+        """`n` new pending trials of study `name`, proposed with every pending trial in view."""
+        with self.store.locked_study(name) as lock:
+            study = lock.study
+            if study.pending_timeout is not None:
+                lock.abandon_older_than(study.pending_timeout)
+            family = self.store.get_family(study.family)
+            opt = self.optimizer(lock, family)
+            try:
+                df, sources = opt.ask_with_sources(n)
+            except MetaPriorError:
+                raise
+            except Exception as e:  # noqa: BLE001 - a numerical failure must not fail the study
+                # A GP fit or acquisition that fails on some data (a linear-algebra error deep
+                # in BoTorch) would otherwise fail every later ask of this study too.
+                log.warning("study %r: the model failed (%s: %s); proposing Sobol points",
+                            name, type(e).__name__, e)
+                df = opt.space.from_model(opt._sobol_points(n))
+                sources = ["sobol"] * n
+            return lock.add_trials(records(df, opt.space.names), sources)
+
+    def tell(self, name: str, results: list[tuple[int, float]]) -> list[Trial]:
+        check_values([v for _, v in results], "value")
+        return self.store.tell(name, results)
+
+    def add(self, name: str, params: list[dict], values: list[float]) -> list[Trial]:
+        """Record evaluations made elsewhere (complete trials)."""
+        if len(params) != len(values):
+            raise InvalidRequestError(f"values must hold one value per row of params: params has "
+                                      f"{len(params)} rows, values {len(values)}")
+        check_values(values, "values")
+        study = self.store.get_study(name)
+        space = SearchSpace.from_dict(self.store.get_family(study.family).space)
+        try:
+            space.to_model(params)
+        except (InputDataError, ConfigError) as e:
+            raise InvalidRequestError(f"params: {e}") from None
+        clean = [{k: json_value(p[k]) for k in space.names} for p in params]
+        with self.store.locked_study(name) as lock:
+            return lock.add_trials(clean, "added", list(values))
+
+    def best(self, name: str) -> Trial:
+        study = self.store.get_study(name)
+        sign = sign_of(self.store.get_family(study.family).direction)
+        done = [t for t in self.store.list_trials(name) if t.state == "complete"]
+        if not done:
+            raise NotFoundError(f"study {name!r} has no complete trial yet")
+        return min(done, key=lambda t: sign * t.value)
+
+
+def check_values(values: list[float], field: str) -> None:
+    """Values the optimizer can model: finite and below `MAX_OUTPUT_MAGNITUDE`; else
+    `InvalidRequestError` naming the position. Checked before they are stored, because a stored
+    value the optimizer refuses would fail every later ask of the study."""
+    for i, v in enumerate(values):
+        if not math.isfinite(v) or abs(v) > MAX_OUTPUT_MAGNITUDE:
+            raise InvalidRequestError(f"{field}[{i}] is {v!r}: values must be finite and at most "
+                                      f"{MAX_OUTPUT_MAGNITUDE:g} in magnitude; rescale them")
+
