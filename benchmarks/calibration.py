@@ -28,6 +28,7 @@ from benchmarks.context import build_context, held_out, load_context
 from metaprior.gp.evidence import fit_gp
 from metaprior.gp.model import MetaPriorModel
 from metaprior.gp.trusted import TrustedPriorModel
+from metaprior.space import box_from_unit
 from metaprior.tasks.family import make_generator
 
 SIZES = (1, 5, 10)
@@ -64,11 +65,10 @@ def run_family(family_name: str, n_tasks: int, cache: str, yahpo_dir: str | None
                models: list[str]) -> list[dict]:
     ctx = load_context(family_name, cache, yahpo_dir)
     bounds, rows = ctx.family.bounds, []
-    lo, hi = bounds
     for ti, task in enumerate(held_out(ctx.family, n_tasks)):
         g = make_generator(0, "calibration", family_name, ti)
         U = torch.rand(max(SIZES) + N_TEST, bounds.shape[-1], generator=g, dtype=torch.float64)
-        X_all = lo + U * (hi - lo)
+        X_all = box_from_unit(U, bounds)
         y_all = task(X_all).reshape(-1)
         X_test, y_test = X_all[max(SIZES):], y_all[max(SIZES):]
         spread = float(y_test.std()) or 1.0

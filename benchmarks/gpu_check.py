@@ -81,12 +81,12 @@ def check_training():
 
 
 def check_adapt(prior):
+    from metaprior.space import box_from_unit
     from metaprior.tasks import Branin
 
     task = Branin().held_out_tasks(1, seed=0)[0]
     g = torch.Generator().manual_seed(0)
-    lo, hi = task.bounds
-    X = lo + (hi - lo) * torch.rand(8, 2, generator=g, dtype=torch.float64)
+    X = box_from_unit(torch.rand(8, 2, generator=g, dtype=torch.float64), task.bounds)
     Y = task.fn(X).unsqueeze(-1)
     cpu = prior.adapt(X, Y)
     gpu = prior.to(DEVICE).adapt(X, Y)
@@ -97,10 +97,10 @@ def check_adapt(prior):
 
 def check_posterior(prior, X, Y):
     from metaprior.gp.model import MetaPriorModel
+    from metaprior.space import box_from_unit
 
     g = torch.Generator().manual_seed(1)
-    lo, hi = prior.bounds
-    Xt = lo + (hi - lo) * torch.rand(32, 2, generator=g, dtype=torch.float64)
+    Xt = box_from_unit(torch.rand(32, 2, generator=g, dtype=torch.float64), prior.bounds)
     out = {}
     for device in ("cpu", DEVICE):
         model = MetaPriorModel(X.to(device), Y.to(device), prior=prior.to(device), mode="both")

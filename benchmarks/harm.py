@@ -22,6 +22,7 @@ from scipy.optimize import minimize as scipy_minimize
 from torch import Tensor
 
 from metaprior.errors import TaskFamilyError
+from metaprior.space import box_from_unit, box_to_unit
 from metaprior.tasks.family import Task, TaskFamily, make_generator
 
 KINDS = ("other", "negated", "far")
@@ -47,15 +48,14 @@ def random_landscape(dim: int, generator: torch.Generator):
 
 def _range(fn, bounds: Tensor, generator: torch.Generator) -> tuple[float, float]:
     """(y*, y_max) of `fn` over `bounds`: dense points, the best polished by L-BFGS-B."""
-    lo, hi = bounds
     U = torch.rand(DENSE, bounds.shape[-1], generator=generator, dtype=torch.float64)
     with torch.no_grad():
-        values = fn(lo + U * (hi - lo))
+        values = fn(box_from_unit(U, bounds))
     best = float(values.min())
 
     def objective(u: np.ndarray) -> tuple[float, np.ndarray]:
         ut = torch.tensor(u, dtype=torch.float64, requires_grad=True)
-        value = fn((lo + ut * (hi - lo)).unsqueeze(0))[0]
+        value = fn(box_from_unit(ut, bounds).unsqueeze(0))[0]
         (grad,) = torch.autograd.grad(value, ut)
         return float(value.detach()), grad.numpy()
 
@@ -68,8 +68,7 @@ def _range(fn, bounds: Tensor, generator: torch.Generator) -> tuple[float, float
 
 def _mismatch(kind: str, base: Task, bounds: Tensor, generator: torch.Generator):
     """The function of one harm task of `kind`, built from held-out task `base`."""
-    lo, hi = bounds
-    width = hi - lo
+    width = bounds[1] - bounds[0]
     if kind == "negated":
         return lambda X: -base(X)
     if kind == "far":
@@ -79,9 +78,9 @@ def _mismatch(kind: str, base: Task, bounds: Tensor, generator: torch.Generator)
     landscape = random_landscape(bounds.shape[-1], generator)
     U = torch.rand(DENSE, bounds.shape[-1], generator=generator, dtype=torch.float64)
     with torch.no_grad():
-        ref = base(lo + U * width)
+        ref = base(box_from_unit(U, bounds))
     mean, std = float(ref.mean()), float(ref.std())
-    return lambda X: mean + std * landscape((X - lo.to(X)) / width.to(X))
+    return lambda X: mean + std * landscape(box_to_unit(X, bounds))
 
 
 def harm_tasks(family: TaskFamily, n_tasks: int, seed: int = 0) -> list[Task]:

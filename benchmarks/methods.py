@@ -15,6 +15,7 @@ from torch import Tensor
 from metaprior.errors import ConfigError
 from metaprior.optim import Optimizer
 from metaprior.prior import MetaPrior
+from metaprior.space import box_from_unit, box_to_unit
 from metaprior.tasks.family import TaskFamily, make_generator
 from metaprior.zero_shot import prior_minimizer
 
@@ -48,9 +49,8 @@ class RandomSearch:
         self.generator = make_generator(seed, "random-search")
 
     def ask(self) -> Tensor:
-        lo, hi = self.bounds
         u = torch.rand(1, self.bounds.shape[-1], generator=self.generator, dtype=torch.float64)
-        return lo + u * (hi - lo)
+        return box_from_unit(u, self.bounds)
 
     def tell(self, X: Tensor, y: Tensor) -> None:
         pass
@@ -80,12 +80,10 @@ class UnitCubeAdapter:
         self.inner, self.bounds = inner, bounds
 
     def ask(self) -> Tensor:
-        lo, hi = self.bounds
-        return lo + self.inner.ask() * (hi - lo)
+        return box_from_unit(self.inner.ask(), self.bounds)
 
     def tell(self, X: Tensor, y: Tensor) -> None:
-        lo, hi = self.bounds
-        self.inner.tell(((X - lo) / (hi - lo)).clamp(0, 1), y)
+        self.inner.tell(box_to_unit(X, self.bounds).clamp(0, 1), y)
 
 
 def make_method(name: str, ctx: Context, seed: int):

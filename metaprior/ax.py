@@ -52,6 +52,7 @@ from torch.quasirandom import SobolEngine
 from metaprior.errors import ConfigError, InputDataError, InputDataWarning
 from metaprior.gp.model import MODES, MetaPriorModel
 from metaprior.prior import MetaPrior
+from metaprior.space import box_from_unit
 from metaprior.tasks.family import stream_seed
 from metaprior.zero_shot import prior_minimizer
 
@@ -241,11 +242,10 @@ class ZeroShotNode(ExternalGenerationNode):
 
     def get_next_candidate(self, pending_parameters: list[TParameterization]
                            ) -> TParameterization:
-        lo, hi = self.bounds
         if self.zero_shot and self.n_existing == 0 and not pending_parameters:
             x = prior_minimizer(self.prior, self.bounds, seed=self.seed)
         else:  # the zero-shot point is taken: spread the rest of the initial design
-            x = lo + self.sobol.draw(1, dtype=torch.float64)[0] * (hi - lo)
+            x = box_from_unit(self.sobol.draw(1, dtype=torch.float64)[0], self.bounds)
         return {name: float(v) for name, v in zip(self.names, x.tolist(), strict=True)}
 
 

@@ -39,7 +39,7 @@ from metaprior.gp.model import MetaPriorModel
 from metaprior.gp.shift_model import ShiftEnsembleModel
 from metaprior.gp.trusted import PRIOR_PROBABILITY, TrustedPriorModel
 from metaprior.prior import MetaPrior
-from metaprior.space import Categorical, SearchSpace
+from metaprior.space import Categorical, SearchSpace, box_from_unit
 from metaprior.tasks.family import stream_seed, validate_bounds
 from metaprior.typed_acquisition import (
     ProjectedAcquisition,
@@ -217,8 +217,7 @@ class Optimizer:
         return prior_minimizer(self.prior, self.bounds, seed=self.seed)
 
     def _sobol_points(self, n: int) -> Tensor:
-        lo, hi = self.bounds
-        return lo + self._sobol.draw(n, dtype=torch.float64) * (hi - lo)
+        return box_from_unit(self._sobol.draw(n, dtype=torch.float64), self.bounds)
 
     def build_model(self):
         """The model of all observations so far, unfitted for `MetaPriorModel` and

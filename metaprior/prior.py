@@ -8,7 +8,6 @@ statistics. `adapt` returns an adapted copy; nothing ever mutates a prior in pla
 from __future__ import annotations
 
 import copy
-import math
 import warnings
 
 import torch
@@ -18,6 +17,7 @@ from metaprior.adaptation import adapt_batched, n_epochs, order_keys
 from metaprior.config import ReptileConfig
 from metaprior.errors import AdaptationWarning, ConfigError, InputDataError, PriorFileError
 from metaprior.nets import Params, forward, layer_sizes, stack
+from metaprior.output_scale import OutputScale
 from metaprior.priorfile import (
     FORMAT_VERSION,
     as_float_tensor,
@@ -30,16 +30,6 @@ from metaprior.shift_prior import LEGACY_STATS_KEY, ShiftPrior
 from metaprior.space import SearchSpace
 from metaprior.tasks.family import make_generator, validate_bounds
 from metaprior.validation import check_int, check_X, check_Y, warn_far_from_family, warn_out_of_bounds
-
-
-def check_output_stats(y_mean, y_std) -> tuple[float, float]:
-    """The family-level output mean and std as floats; `ConfigError` unless finite, std > 0."""
-    mean, std = float(y_mean), float(y_std)
-    if not math.isfinite(mean):
-        raise ConfigError(f"y_mean must be finite (got {y_mean!r})")
-    if not (math.isfinite(std) and std > 0):
-        raise ConfigError(f"y_std must be finite and positive (got {y_std!r})")
-    return mean, std
 
 
 def check_space(space: SearchSpace | None, bounds: Tensor) -> SearchSpace:
@@ -95,6 +85,10 @@ class MetaPrior:
             `bounds` (`SearchSpace.from_bounds`). For a space with integers, log scales or
             categoricals, `bounds` is the unit cube of its encoded columns (`2 x encoded_dim`)
             and the space maps raw values into it (`space.to_model`).
+
+    Attributes:
+        output_scale: the `OutputScale` of `y_mean` and `y_std`, the one map between original
+            units and the network's standardised outputs (`normalize_y`, `unnormalize_y`).
     """
 
     def __init__(self, params: Params, bounds, y_mean: float, y_std: float,
@@ -106,7 +100,7 @@ class MetaPrior:
         self.params = [p.detach().clone() for p in params]
         self.bounds = validate_bounds(bounds)
         self.space = check_space(space, self.bounds)
-        self.y_mean, self.y_std = check_output_stats(y_mean, y_std)
+        self.output_scale = OutputScale(y_mean, y_std)
         self.config = config
         self.family = family
         self.stats = dict(stats or {})
@@ -128,17 +122,28 @@ class MetaPrior:
     def device(self) -> torch.device:
         return self.params[0].device
 
-    # ---- normalisation -------------------------------------------------------------------
+    @property
+    def y_mean(self) -> float:
+        """The family-level output mean (original units), `output_scale.mean`."""
+        return self.output_scale.mean
+
+    @property
+    def y_std(self) -> float:
+        """The family-level output standard deviation, `output_scale.std`."""
+        return self.output_scale.std
+
+    # ---- normalisation: the space's input map and the output scale's map ----------------
     def to_unit(self, X: Tensor) -> Tensor:
-        """Map `... x n x d` original-unit inputs to the unit cube."""
-        lo, hi = self.bounds.to(X)
-        return (X - lo) / (hi - lo)
+        """Map `... x n x d` model inputs (original units for a box) to the network's unit cube."""
+        return self.space.model_to_unit(X)
 
     def normalize_y(self, Y: Tensor) -> Tensor:
-        return (Y - self.y_mean) / self.y_std
+        """Outputs (any shape, original units) -> the network's standardised outputs."""
+        return self.output_scale.normalize(Y)
 
     def unnormalize_y(self, Z: Tensor) -> Tensor:
-        return Z * self.y_std + self.y_mean
+        """The network's standardised outputs (any shape) -> original units."""
+        return self.output_scale.unnormalize(Z)
 
     # ---- prediction ----------------------------------------------------------------------
     def net(self, U: Tensor, features: bool = False) -> Tensor:

@@ -14,6 +14,10 @@ Decisions:
   since every point encodes every parameter and there is no notion of an inactive one.
 - Numeric values outside a parameter's range raise `InputDataError`; only float round-off (within
   1e-9 of the range's width, in encoded units) is clamped.
+- The affine map between a range and [0, 1] is written once (`to_unit`, `from_unit`, and
+  `box_to_unit`, `box_from_unit` for a `2 x d` box): the parameters, the network's inputs
+  (`SearchSpace.model_to_unit`), Sobol designs and the benchmarks' adapters all call it, so
+  every caller gets the same operations in the same order and so the same bits.
 
 Example:
     >>> space = SearchSpace([Float("lr", 1e-4, 1e-1, log=True), Int("layers", 1, 5),
@@ -44,6 +48,54 @@ FORMAT_VERSION = 1
 # Float round-off (a CSV that printed 0.1 as 0.10000000000000002) is clamped, not refused.
 _ROUND_OFF = 1e-9
 _PREVIEW = 6  # levels shown in messages and reprs
+
+
+# ---- The one affine map between a range and the unit interval
+def to_unit(x: Any, lower: Any, upper: Any) -> Any:
+    """`(x - lower) / (upper - lower)`: values of [lower, upper] -> [0, 1], elementwise.
+
+    Args:
+        x: floats, a NumPy array or a tensor, e.g. `... x n x d` points.
+        lower, upper: the range's ends, broadcasting against `x` (floats, or the `d` rows of a
+            `2 x d` box).
+
+    Example:
+        >>> to_unit(torch.tensor([-5.0, 2.5]), -5.0, 10.0).tolist()
+        [0.0, 0.5]
+    """
+    return (x - lower) / (upper - lower)
+
+
+def from_unit(u: Any, lower: Any, upper: Any) -> Any:
+    """`lower + u * (upper - lower)`: [0, 1] -> [lower, upper], elementwise (`to_unit`'s inverse).
+
+    Args:
+        u: floats, a NumPy array or a tensor, e.g. `... x n x d` points of the unit cube.
+        lower, upper: the range's ends, broadcasting against `u`.
+    """
+    return lower + u * (upper - lower)
+
+
+def box_to_unit(X: Tensor, bounds: Tensor) -> Tensor:
+    """`... x n x d` points of the `2 x d` box `bounds` -> the unit cube (`to_unit` per column).
+
+    `bounds` is cast to `X`'s dtype and device first.
+
+    Example:
+        >>> box_to_unit(torch.tensor([[2.5, 7.5]]), torch.tensor([[-5.0, 0.0], [10.0, 15.0]])).tolist()
+        [[0.5, 0.5]]
+    """
+    lower, upper = bounds.to(X)
+    return to_unit(X, lower, upper)
+
+
+def box_from_unit(U: Tensor, bounds: Tensor) -> Tensor:
+    """`... x n x d` points of the unit cube -> the `2 x d` box `bounds` (`from_unit` per column).
+
+    `bounds` is cast to `U`'s dtype and device first.
+    """
+    lower, upper = bounds.to(U)
+    return from_unit(U, lower, upper)
 
 
 def _check_name(name: Any) -> None:
@@ -105,19 +157,20 @@ class _Range:
                               f"(got {value!r})")
         return float(value)
 
-    def _to_unit(self, x: np.ndarray) -> np.ndarray:
+    @property
+    def linear_range(self) -> tuple[float, float]:
+        """The ends of the range that maps linearly to [0, 1]: (log10 lower, log10 upper) on a log
+        scale, else (lower, upper)."""
         if self.log:
-            low = math.log10(self.lower)
-            return (np.log10(x) - low) / (math.log10(self.upper) - low)
-        return (x - self.lower) / (self.upper - self.lower)
+            return math.log10(self.lower), math.log10(self.upper)
+        return self.lower, self.upper
+
+    def _to_unit(self, x: np.ndarray) -> np.ndarray:
+        return to_unit(np.log10(x) if self.log else x, *self.linear_range)
 
     def _from_unit(self, u: np.ndarray) -> np.ndarray:
-        u = np.clip(u, 0.0, 1.0)
-        if self.log:
-            low = math.log10(self.lower)
-            x = 10.0 ** (low + u * (math.log10(self.upper) - low))
-        else:
-            x = self.lower + u * (self.upper - self.lower)
+        linear = from_unit(np.clip(u, 0.0, 1.0), *self.linear_range)
+        x = 10.0 ** linear if self.log else linear
         return np.clip(x, self.lower, self.upper)  # 10 ** log10(b) may miss b by one ulp
 
     def encode_column(self, col: np.ndarray) -> np.ndarray:
@@ -521,6 +574,11 @@ class SearchSpace:
             return self.bounds
         return torch.stack([torch.zeros(self.encoded_dim, dtype=torch.float64),
                             torch.ones(self.encoded_dim, dtype=torch.float64)])
+
+    def model_to_unit(self, X: Tensor) -> Tensor:
+        """The model's `... x n x D` inputs -> the network's unit cube (`box_to_unit` over
+        `model_bounds`; for an encoded space, whose model box is the unit cube, the identity)."""
+        return box_to_unit(X, self.model_bounds)
 
     def to_model(self, values: Any) -> Tensor:
         """Raw values -> the model's `n x D` inputs: raw floats for a box, `encode` otherwise.

@@ -15,7 +15,7 @@ from botorch.acquisition.acquisition import AcquisitionFunction
 from torch import Tensor
 
 from metaprior.errors import InputDataError
-from metaprior.space import Categorical, Int, SearchSpace
+from metaprior.space import Categorical, Int, SearchSpace, from_unit, to_unit
 
 # Categorical combinations up to this many are each optimised with its levels fixed
 # (`optimize_acqf_mixed`); beyond it, the acquisition is optimised over the relaxed one-hot block
@@ -46,13 +46,12 @@ def project_model_points(space: SearchSpace, X: Tensor) -> Tensor:
 
 
 def _round_int(p: Int, u: Tensor) -> Tensor:
-    """Encoded values of an `Int` -> the encoded values of their raw roundings."""
-    if p.log:
-        low, high = math.log10(p.lower), math.log10(p.upper)
-        raw = torch.round(10.0 ** (low + u * (high - low))).clamp(p.lower, p.upper)
-        return (torch.log10(raw) - low) / (high - low)
-    raw = torch.round(p.lower + u * (p.upper - p.lower)).clamp(p.lower, p.upper)
-    return (raw - p.lower) / (p.upper - p.lower)
+    """Encoded values of an `Int` -> the encoded values of their raw roundings (the space's map,
+    on tensors)."""
+    low, high = p.linear_range
+    linear = from_unit(u, low, high)
+    raw = torch.round(10.0 ** linear if p.log else linear).clamp(p.lower, p.upper)
+    return to_unit(torch.log10(raw) if p.log else raw, low, high)
 
 
 class ProjectedAcquisition(AcquisitionFunction):

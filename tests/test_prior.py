@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
+import doctest
 import warnings
 
 import pytest
 import torch
 
-from metaprior.errors import InputDataError, OutOfBoundsWarning
+import metaprior.output_scale
+from metaprior.errors import ConfigError, InputDataError, OutOfBoundsWarning
+from metaprior.output_scale import OutputScale
 from metaprior.prior import MetaPrior
 
 
@@ -36,6 +39,30 @@ def test_predict_is_in_original_units(tiny_prior):
     z = tiny_prior.net(U)
     torch.testing.assert_close(tiny_prior.predict(X)[:, 0], z * tiny_prior.y_std
                                + tiny_prior.y_mean)
+
+
+def test_prior_maps_inputs_through_its_space_and_outputs_through_its_scale(tiny_prior):
+    """The prior re-derives neither map: its unit cube is its space's encoding, to the bit, and
+    its output statistics are its `OutputScale`."""
+    X = grid(7)
+    assert torch.equal(tiny_prior.to_unit(X), tiny_prior.space.encode(X))
+    scale = tiny_prior.output_scale
+    assert (tiny_prior.y_mean, tiny_prior.y_std) == (scale.mean, scale.std)
+    Y = torch.linspace(-3.0, 9.0, 5, dtype=torch.float64)
+    assert torch.equal(tiny_prior.normalize_y(Y), scale.normalize(Y))
+    torch.testing.assert_close(tiny_prior.unnormalize_y(tiny_prior.normalize_y(Y)), Y)
+    assert tiny_prior.header()["y_mean"] == scale.mean and tiny_prior.header()["y_std"] == scale.std
+
+
+def test_output_scale_checks_its_values_and_inverts():
+    assert doctest.testmod(metaprior.output_scale).failed == 0
+    scale = OutputScale(3, 0.5)
+    assert (scale.mean, scale.std) == (3.0, 0.5) and isinstance(scale.mean, float)
+    Z = torch.randn(2, 4, dtype=torch.float64, generator=torch.Generator().manual_seed(0))
+    torch.testing.assert_close(scale.normalize(scale.unnormalize(Z)), Z)
+    for mean, std, needle in [(0.0, 0.0, "y_std"), (float("nan"), 1.0, "y_mean")]:
+        with pytest.raises(ConfigError, match=needle):
+            OutputScale(mean, std)
 
 
 def test_adapt_returns_a_copy_and_leaves_the_prior_alone(logistic_prior):

@@ -16,7 +16,14 @@ import torch
 
 import metaprior.space
 from metaprior.errors import ConfigError, InputDataError
-from metaprior.space import Categorical, Float, Int, SearchSpace
+from metaprior.space import (
+    Categorical,
+    Float,
+    Int,
+    SearchSpace,
+    box_from_unit,
+    box_to_unit,
+)
 
 # YAHPO's data: $METAPRIOR_YAHPO_DATA, else the project's copy next to the repository.
 YAHPO = Path(os.environ.get("METAPRIOR_YAHPO_DATA") or Path(__file__).resolve().parents[1].parent
@@ -327,6 +334,34 @@ def test_from_bounds_is_a_space_of_unnamed_floats():
     torch.testing.assert_close(s.encode(X), (X - bounds[0]) / (bounds[1] - bounds[0]))
     torch.testing.assert_close(s.encode(X.numpy()), s.encode(X))
     torch.testing.assert_close(torch.tensor(s.decode(s.encode(X)).to_numpy()), X)
+
+
+# ---- The one affine map between a box and the unit cube
+BOX = torch.tensor([[-5.0, 0.0, 1e-3], [10.0, 15.0, 2.0]], dtype=torch.float64)
+
+
+def test_box_map_round_trips_batched_points():
+    U = torch.rand(4, 6, 3, generator=torch.Generator().manual_seed(0), dtype=torch.float64)
+    X = box_from_unit(U, BOX)
+    assert X.shape == U.shape and ((X >= BOX[0]) & (X <= BOX[1])).all()
+    torch.testing.assert_close(box_to_unit(X, BOX), U, rtol=0, atol=1e-15)
+    assert torch.equal(box_to_unit(BOX, BOX), torch.tensor([[0.0] * 3, [1.0] * 3], dtype=torch.float64))
+    # The box follows the points' dtype (meta-training may feed float32 inputs).
+    assert box_to_unit(X.float(), BOX).dtype == torch.float32
+
+
+def test_encoder_model_map_and_box_map_agree_to_the_bit(space):
+    """One map, one set of operations: a box space's `encode` (NumPy) and `model_to_unit`
+    (torch) give exactly the tensor map's bits."""
+    box = SearchSpace.from_bounds(BOX)
+    X = box_from_unit(torch.rand(50, 3, generator=torch.Generator().manual_seed(1),
+                                 dtype=torch.float64), BOX)
+    assert torch.equal(box.encode(X), box_to_unit(X, BOX))
+    assert torch.equal(box.model_to_unit(box.to_model(X)), box_to_unit(X, BOX))
+    # An encoded (typed) space's model inputs already are the unit cube: the map is the identity.
+    E = space.encode(ROWS)
+    assert torch.equal(space.model_to_unit(E), E)
+    assert space["lr"].linear_range == pytest.approx((-5.0, -1.0)) and space["layers"].linear_range == (1, 5)
 
 
 @pytest.mark.parametrize("bounds, message", [

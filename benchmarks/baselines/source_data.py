@@ -14,6 +14,7 @@ from botorch.optim import optimize_acqf
 from torch import Tensor
 
 from metaprior.errors import ConfigError, InputDataError
+from metaprior.space import box_to_unit
 from metaprior.tasks.family import TaskFamily, make_generator, stream_seed
 from metaprior.validation import check_X, check_Y, warn_out_of_bounds
 
@@ -37,8 +38,7 @@ def source_data_from_family(family: TaskFamily, n_tasks: int, n_points: int,
         raise ConfigError(f"n_tasks and n_points must be >= 1 (got {n_tasks}, {n_points})")
     batch = family.sample(int(n_tasks), int(n_points),
                           make_generator(seed, "source-data", family.name), "train")
-    lo, hi = family.bounds.to(batch.X)
-    U = ((batch.X - lo) / (hi - lo)).to(torch.float64)
+    U = box_to_unit(batch.X, family.bounds).to(torch.float64)
     out = []
     for i in range(U.shape[0]):
         m = batch.mask[i]

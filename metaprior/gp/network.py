@@ -2,7 +2,8 @@
 
 Buffers (not parameters) keep the weights out of `fit_gpytorch_mll`: the marginal likelihood
 fits only the GP's hyperparameters. Buffers still follow `.to()`, which `SingleTaskGP` calls in
-place, so every model builds its own copy from the prior's tensors.
+place, so every model builds its own copy from the prior's tensors. The output scale is the
+prior's own `OutputScale` (two floats, the one map back to original units), not a copy.
 """
 
 from __future__ import annotations
@@ -26,8 +27,7 @@ class FrozenNetwork(nn.Module):
         self.n_weights = len(prior.params)
         for i, p in enumerate(prior.params):
             self.register_buffer(f"w{i}", p.detach().clone().to(torch.float64))
-        self.register_buffer("y_mean", torch.tensor(prior.y_mean, dtype=torch.float64))
-        self.register_buffer("y_std", torch.tensor(prior.y_std, dtype=torch.float64))
+        self.output_scale = prior.output_scale
 
     @property
     def weights(self) -> list[Tensor]:
@@ -39,7 +39,7 @@ class FrozenNetwork(nn.Module):
 
     def forward(self, U: Tensor) -> Tensor:
         """Predictions in the family's original units: `... x n x d` -> `... x n`."""
-        return forward(self.weights, U) * self.y_std + self.y_mean
+        return self.output_scale.unnormalize(forward(self.weights, U))
 
     def features(self, U: Tensor) -> Tensor:
         """Last hidden layer: `... x n x d` -> `... x n x h`."""

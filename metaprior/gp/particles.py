@@ -42,7 +42,7 @@ class ShiftEnsemble(nn.Module):
         in original units (the ensemble's batch dimension is the third from last)."""
         K, d = self.t.shape
         z = forward(self.base.weights, U - self.t.view(K, 1, d))
-        return (self.a.view(K, 1) * z + self.b.view(K, 1)) * self.base.y_std + self.base.y_mean
+        return self.base.output_scale.unnormalize(self.a.view(K, 1) * z + self.b.view(K, 1))
 
 
 def thin(particles: ShiftParticles, k: int) -> ShiftParticles:

@@ -16,7 +16,7 @@ import torch
 from torch import Tensor
 
 from metaprior.errors import TaskFamilyError
-from metaprior.space import SearchSpace
+from metaprior.space import SearchSpace, box_from_unit
 
 SPLITS = ("train", "test")
 
@@ -132,8 +132,7 @@ class TaskFamily(ABC):
         """Uniform points in the box, shape `shape x d`."""
         u = torch.rand(*shape, self.dim, generator=generator, dtype=torch.float64,
                        device=generator.device)
-        lo, hi = self.bounds.to(u.device)
-        return lo + u * (hi - lo)
+        return box_from_unit(u, self.bounds)
 
     def grid_points(self, n_tasks: int, n_points: int) -> Tensor:
         """An evenly spaced grid (1-D families only), shared by all tasks: `B x n x 1`."""

@@ -13,6 +13,7 @@ import torch
 from torch import Tensor
 
 from metaprior.errors import TaskFamilyError
+from metaprior.space import box_from_unit
 from metaprior.tasks.family import Task, TaskBatch, TaskFamily, make_generator
 
 Fn = Callable[[Tensor, Tensor], Tensor]
@@ -113,9 +114,8 @@ class FunctionFamily(TaskFamily):
 
 
 def _uniform(n: int, g: torch.Generator, low: list[float], high: list[float]) -> Tensor:
-    lo = torch.tensor(low, dtype=torch.float64)
-    hi = torch.tensor(high, dtype=torch.float64)
-    return lo + torch.rand(n, len(low), generator=g, dtype=torch.float64) * (hi - lo)
+    box = torch.tensor([low, high], dtype=torch.float64)
+    return box_from_unit(torch.rand(n, len(low), generator=g, dtype=torch.float64), box)
 
 
 class Logistic(FunctionFamily):

@@ -27,6 +27,7 @@ import torch
 from torch import Tensor
 
 from metaprior.errors import InputDataError, OutOfBoundsWarning, TaskFamilyError
+from metaprior.space import box_from_unit
 from metaprior.tasks.family import Task, make_generator
 from metaprior.tasks.table import TableFamily
 
@@ -330,8 +331,7 @@ class YahpoSurrogate:
     def random_points(self, n: int, generator: torch.Generator) -> Tensor:
         """`n x d` uniform points in the exposed box, integers rounded (as evaluated)."""
         u = torch.rand(n, self.dim, generator=generator, dtype=torch.float64)
-        lo, hi = self.bounds
-        return self.canonicalize(lo + u * (hi - lo))
+        return self.canonicalize(box_from_unit(u, self.bounds))
 
     def __repr__(self) -> str:
         return f"YahpoSurrogate({self.scenario!r}, data_dir={str(self.data_dir)!r})"

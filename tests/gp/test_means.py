@@ -9,6 +9,8 @@ from gp_helpers import random_prior
 from gpytorch.test.base_mean_test_case import BaseMeanTestCase
 
 from metaprior.gp import FrozenNetwork, NetworkMean
+from metaprior.gp.particles import ShiftEnsemble
+from metaprior.shift import ShiftParticles
 
 
 def network_mean(dim: int, offset: float = 0.3, scale: float = 1.7) -> NetworkMean:
@@ -87,3 +89,16 @@ def test_mean_is_float64_even_from_a_float32_prior():
     assert all(b.dtype == torch.float64 for b in mean.buffers())
     assert prior.params[0].dtype == torch.float32
     assert mean(torch.rand(5, 2, dtype=torch.float64)).dtype == torch.float64
+
+
+def test_frozen_network_and_shift_ensemble_map_back_with_the_priors_output_scale():
+    """Neither keeps its own copy of the family's output statistics: both use the prior's
+    `OutputScale`, so they agree with `prior.predict` to the bit."""
+    prior = random_prior(2)
+    network = FrozenNetwork(prior)
+    U = torch.rand(6, 2, dtype=torch.float64, generator=torch.Generator().manual_seed(0))
+    assert network.output_scale is prior.output_scale
+    assert torch.equal(network(U), prior.unnormalize_y(prior.net(U)))
+    # The identity hypothesis (t = 0, a = 1, b = 0) is the network itself.
+    identity = ShiftParticles(t=torch.zeros(1, 2), a=torch.ones(1), b=torch.zeros(1))
+    assert torch.equal(ShiftEnsemble(prior, identity)(U.unsqueeze(0)), network(U).unsqueeze(0))
