@@ -14,10 +14,13 @@ import base64
 import binascii
 import hmac
 import logging
+import math
 import os
 from typing import Annotated
 
 from fastapi import APIRouter, Depends, FastAPI, Path, Query, Request
+from fastapi.encoders import jsonable_encoder
+from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 from sqlalchemy.exc import OperationalError
@@ -255,6 +258,12 @@ def create_app(store_url: str | None = None, token: str | None = None) -> FastAP
         headers = {"WWW-Authenticate": "Bearer"} if e.status == 401 else None
         return JSONResponse({"detail": e.detail}, status_code=e.status or 500, headers=headers)
 
+    @app.exception_handler(RequestValidationError)
+    def _schema_violation(_request: Request, e: RequestValidationError) -> JSONResponse:
+        # FastAPI's own handler echoes the input, which fails to serialise (a 500) when the
+        # input held a NaN or inf that Python's JSON parser let through.
+        return JSONResponse({"detail": json_safe(jsonable_encoder(e.errors()))}, status_code=422)
+
     @app.exception_handler(MetaPriorError)
     def _bad_input(_request: Request, e: MetaPriorError) -> JSONResponse:
         return JSONResponse({"detail": f"{type(e).__name__}: {e}"}, status_code=422)
@@ -265,6 +274,17 @@ def create_app(store_url: str | None = None, token: str | None = None) -> FastAP
         return JSONResponse({"detail": "the store is unavailable; retry later"}, status_code=503)
 
     return app
+
+
+def json_safe(value):
+    """`value` with every non-finite float replaced by its text ('nan', 'inf')."""
+    if isinstance(value, float) and not math.isfinite(value):
+        return str(value)
+    if isinstance(value, dict):
+        return {k: json_safe(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [json_safe(v) for v in value]
+    return value
 
 
 def app_from_env() -> FastAPI:

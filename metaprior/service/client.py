@@ -28,12 +28,13 @@ import httpx
 import pandas as pd
 
 from metaprior.config import ReptileConfig
-from metaprior.errors import ConfigError
+from metaprior.errors import ConfigError, InputDataError
 from metaprior.prior import MetaPrior
 from metaprior.service.errors import (
     JobFailedError,
     ServiceError,
     ServiceUnavailableError,
+    error_for,
     error_for_status,
 )
 from metaprior.service.studies import prior_to_bytes
@@ -89,8 +90,7 @@ class Client:
                 detail = r.json().get("detail", r.text)
             except ValueError:
                 detail = r.text
-            cls = error_for_status(r.status_code)
-            raise cls(detail, status=r.status_code)
+            raise error_for(r.status_code, detail)
         return r.json()
 
     def health(self) -> dict:
@@ -304,9 +304,13 @@ def _floats(values) -> list[float]:
     if not isinstance(values, (list, tuple)):
         values = [values]
     try:
-        return [float(v) for v in values]
+        out = [float(v) for v in values]
     except (TypeError, ValueError):
-        raise ConfigError(f"values must be numbers (got {values!r})") from None
+        raise InputDataError(f"values must be numbers (got {values!r})") from None
+    for i, v in enumerate(out):
+        if not math.isfinite(v):
+            raise InputDataError(f"values has NaN or inf at position {i}: {v}")
+    return out
 
 
 __all__ = ["Client", "Job", "ServiceError", "Study"]

@@ -34,16 +34,15 @@ class NotFoundError(ServiceError, LookupError):
     status = 404
 
 
-class AlreadyExistsError(ServiceError):
-    """409: a family or study of that name exists already (names are unique in a store)."""
-
-    status = 409
-
-
 class ConflictError(ServiceError):
     """409: a request that contradicts the store, e.g. a different value for a told trial."""
 
     status = 409
+
+
+class AlreadyExistsError(ConflictError):
+    """409: a family or study of that name exists already (names are unique in a store). The
+    client raises it for a 409 whose detail says so."""
 
 
 class InvalidRequestError(ServiceError, ValueError):
@@ -76,6 +75,14 @@ class StoreVersionError(ServiceError):
     status = 500
 
 
+def error_for(status: int, detail) -> ServiceError:
+    """The client-side error of an HTTP error response."""
+    cls = error_for_status(status)
+    if cls is ConflictError and isinstance(detail, str) and "exists already" in detail:
+        cls = AlreadyExistsError
+    return cls(detail, status=status)
+
+
 def error_for_status(status: int) -> type[ServiceError]:
     """The client-side class of an HTTP error status."""
     if status == 401:
@@ -83,7 +90,7 @@ def error_for_status(status: int) -> type[ServiceError]:
     if status == 404:
         return NotFoundError
     if status == 409:
-        return ConflictError
+        return ConflictError  # refined by detail in `error_for`
     if status == 422:
         return InvalidRequestError
     if status >= 500:
