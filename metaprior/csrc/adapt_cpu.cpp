@@ -1,6 +1,7 @@
-// The inner loop of batched Reptile for the default network, compiled for the CPU it runs on.
+// The inner loop of batched Reptile for the default network, compiled once per instruction set
+// (variants.h: the -m flags of the build pick the vector width and the register tiles).
 //
-// Tasks go in groups of 16 through the interleaved loop (adapt_lanes.h); the few left over
+// Tasks go in groups of kLanes through the interleaved loop (adapt_lanes.h); the few left over
 // (fewer than kMinLanes) go one at a time through the per-task loop (adapt_task.h), which is
 // faster than a mostly empty vector. Work units are split into equal chunks over
 // torch.get_num_threads() threads (std::thread: at::parallel_for would need this library built
@@ -16,14 +17,23 @@
 #include "adapt_lanes.h"
 #include "adapt_task.h"
 #include "common.h"
+#include "variants.h"
 
 namespace {
 
 using metaprior::Inputs;
 
-// A partial group of this many tasks or more still beats the per-task loop (measured: a full
-// group of 16 adapts about 2.4x as many tasks per second as the per-task loop).
-constexpr int kMinLanes = 7;
+// A partial group of this many tasks or more still beats the per-task loop (measured with 16
+// lanes: a full group adapts about 2.4x as many tasks per second as the per-task loop, so 7 of
+// 16 lanes break even; the same share of the lanes on other widths).
+constexpr int kMinLanes = (7 * metaprior::lanes::kLanes + 15) / 16;
+
+// Input widths compiled; other widths up to kMaxDim run at the next one, with zero inputs and
+// zero first-layer weights in the extra columns. Those add exact zeros to every sum (their
+// gradient is sum(delta * 0) = 0, so they stay zero), so the result is the unpadded one; the
+// cost is a wider first layer, small next to the two 32 x 32 layers.
+constexpr int kWidths[] = {1, 2, 3, 4, 5, 6, 8, 12, 16, 24, 32};
+constexpr int kMaxDim = 32;
 
 struct Unit {
   int64_t t0;
@@ -77,6 +87,20 @@ torch::Tensor adapt_sgd(std::vector<torch::Tensor> params, torch::Tensor X, torc
   TORCH_CHECK(params.size() == 8, "adapt_sgd: expected 8 weight tensors, got ", params.size());
   TORCH_CHECK(idx.size(2) <= metaprior::kMaxBatch, "adapt_sgd: minibatch larger than ",
               metaprior::kMaxBatch);
+  const int64_t d = X.size(2);
+  TORCH_CHECK(d >= 1 && d <= kMaxDim, "adapt_sgd: input dimension ", d, " not compiled");
+  int width = kMaxDim;
+  for (int w : kWidths) {
+    if (w >= d) {
+      width = w;
+      break;
+    }
+  }
+  torch::Tensor first = params[0];  // B x H x d, gets the padded copy's columns back
+  if (width != d) {
+    X = torch::constant_pad_nd(X, {0, width - d}).contiguous();
+    params[0] = torch::constant_pad_nd(first, {0, width - d}).contiguous();
+  }
   auto loss0 = torch::empty({X.size(0)}, X.options());
   Inputs in;
   for (auto& p : params) {
@@ -95,18 +119,30 @@ torch::Tensor adapt_sgd(std::vector<torch::Tensor> params, torch::Tensor X, torc
   in.lr = static_cast<float>(lr);
   in.max_norm = static_cast<float>(max_norm);
   in.loss0 = loss0.data_ptr<float>();
-  switch (X.size(2)) {
+  switch (width) {
     case 1: run<1>(in); break;
     case 2: run<2>(in); break;
     case 3: run<3>(in); break;
     case 4: run<4>(in); break;
     case 5: run<5>(in); break;
     case 6: run<6>(in); break;
-    default: TORCH_CHECK(false, "adapt_sgd: input dimension ", X.size(2), " not compiled");
+    case 8: run<8>(in); break;
+    case 12: run<12>(in); break;
+    case 16: run<16>(in); break;
+    case 24: run<24>(in); break;
+    case 32: run<32>(in); break;
+    default: TORCH_CHECK(false, "adapt_sgd: input width ", width, " not compiled");
   }
+  if (width != d) first.copy_(params[0].narrow(2, 0, d));
   return loss0;
 }
 
 PYBIND11_MODULE(TORCH_EXTENSION_NAME, m) {
   m.def("adapt_sgd", &adapt_sgd, "SGD inner loop of B tasks, d -> 32 -> 32 -> 32 -> 1 tanh MLP");
+  m.attr("isa") = METAPRIOR_ISA;
+  m.attr("lanes") = metaprior::lanes::kLanes;
+  m.attr("rows") = metaprior::lanes::kRows;
+  m.attr("tile") = metaprior::lanes::kTile;
+  m.attr("grad_tile") = metaprior::lanes::kGradTile;
+  m.attr("max_dim") = kMaxDim;
 }

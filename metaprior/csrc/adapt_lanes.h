@@ -2,9 +2,12 @@
 // `vf` holds one number of each of kLanes tasks, so every multiply-add of the per-task
 // algorithm is one vector instruction for kLanes tasks, with no reductions across lanes, no
 // transposes and no shuffles. A group runs all of its SGD steps with its weights, gradients and
-// activations in the core's L2 (about 0.5 MB touched). The matrix loops are tiled (kRows points
-// x 4 units), so each weight or activation loaded from cache feeds several multiply-adds held
-// in registers.
+// activations in the core's L2. The matrix loops are tiled (kRows points x up to kTile units),
+// so each weight or activation loaded from cache feeds several multiply-adds held in registers.
+//
+// The vector width and the tiles are set per build (variants.h): a tile's accumulators, its
+// weights and one activation must fit the target's vector registers (32 on AVX-512, 16 on
+// AVX2), else the compiler spills them to the stack on every multiply-add.
 #pragma once
 
 #include <algorithm>
@@ -12,11 +15,14 @@
 #include <cstdint>
 
 #include "common.h"
+#include "variants.h"
 
 namespace metaprior::lanes {
 
-constexpr int kLanes = 16;     // tasks per vector: one AVX-512 register of floats
-constexpr int kRows = 5;       // points per register tile; minibatches are padded to a multiple
+constexpr int kLanes = METAPRIOR_LANES;  // tasks per vector: one register of floats
+constexpr int kRows = METAPRIOR_ROWS;    // points per register tile; minibatches are padded to it
+constexpr int kTile = METAPRIOR_TILE;    // at most this many units per register tile
+constexpr int kGradTile = METAPRIOR_GRAD_TILE;  // output units per tile of a weight gradient
 constexpr int kRowCap = (kMaxBatch + kRows - 1) / kRows * kRows;  // rows of the buffers
 
 typedef float vf __attribute__((vector_size(kLanes * sizeof(float))));
@@ -24,8 +30,8 @@ typedef std::int32_t vi __attribute__((vector_size(kLanes * sizeof(std::int32_t)
 
 inline vf splat(float v) { return vf{} + v; }
 
-// A tile width that divides n: 4 where it can, else the largest of 3, 2, 1.
-constexpr int tile(int n) { return n % 4 == 0 ? 4 : n % 3 == 0 ? 3 : n % 2 == 0 ? 2 : 1; }
+// A tile width that divides n: the largest of kTile, ..., 1 (so no loop needs a remainder).
+constexpr int tile(int n, int most = kTile) { return n % most == 0 ? most : tile(n, most - 1); }
 
 // h = act(a W^T + b) for m rows (a multiple of kRows); a: m x IN, W: OUT x IN, h: m x OUT.
 template <int IN, int OUT, bool TANH>
@@ -57,7 +63,7 @@ inline void forward_layer(const vf* __restrict__ a, const vf* __restrict__ W,
 template <int IN, int OUT>
 inline vf layer_grad(const vf* __restrict__ a, const vf* __restrict__ g, vf* __restrict__ gW,
                      vf* __restrict__ gb, int m) {
-  constexpr int OB = tile(OUT), IB = tile(IN);
+  constexpr int OB = tile(OUT, kGradTile), IB = tile(IN);
   vf sq = splat(0.f);
   for (int o = 0; o < OUT; ++o) {
     vf s = splat(0.f);
