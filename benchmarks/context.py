@@ -18,12 +18,19 @@ from metaprior.shift import attach_shift_prior
 from metaprior.tasks import TableFamily, TaskFamily, get_family
 
 YAHPO_FAMILIES = ("lcbench", "rbv2_rpart")
+# The same scenarios over their real typed spaces (`YahpoTypedFamily`): "<scenario>-typed".
+TYPED_SUFFIX = "-typed"
 SOURCE_TASKS = 64  # training tasks given to RGPE and FSBO (all of them for tables, if fewer)
 SOURCE_POINTS = 64  # points per source task
 
 
 def build_family(name: str, yahpo_dir: str | None = None) -> TaskFamily:
-    """A built-in family, or a YAHPO family (data from `yahpo_dir` or METAPRIOR_YAHPO_DATA)."""
+    """A built-in family, or a YAHPO family (data from `yahpo_dir` or METAPRIOR_YAHPO_DATA),
+    as a box or, named "<scenario>-typed", over its typed space."""
+    if name.endswith(TYPED_SUFFIX) and name[: -len(TYPED_SUFFIX)] in YAHPO_FAMILIES:
+        from metaprior.tasks.yahpo_typed import YahpoTypedFamily
+
+        return YahpoTypedFamily(name[: -len(TYPED_SUFFIX)], data_dir=yahpo_dir)
     if name in YAHPO_FAMILIES:
         from metaprior.tasks.yahpo import YahpoFamily
 

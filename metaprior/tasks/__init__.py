@@ -1,6 +1,7 @@
 """Task families: many related minimisation problems over one box."""
 
 from metaprior.tasks.family import Task, TaskBatch, TaskFamily
+from metaprior.tasks.mixed import MIXED_SPACE, MixedTraining
 from metaprior.tasks.registry import BUILTIN_FAMILIES, get_family
 from metaprior.tasks.synthetic import (
     Branin,
@@ -19,6 +20,8 @@ __all__ = [
     "FunctionFamily",
     "Hartmann",
     "Logistic",
+    "MIXED_SPACE",
+    "MixedTraining",
     "Sinusoid",
     "TableFamily",
     "Task",

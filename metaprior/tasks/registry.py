@@ -6,6 +6,7 @@ from collections.abc import Callable
 
 from metaprior.errors import TaskFamilyError
 from metaprior.tasks.family import TaskFamily
+from metaprior.tasks.mixed import MixedTraining
 from metaprior.tasks.synthetic import Branin, Forrester, Hartmann, Logistic, Sinusoid
 
 BUILTIN_FAMILIES: dict[str, Callable[[], TaskFamily]] = {
@@ -15,6 +16,7 @@ BUILTIN_FAMILIES: dict[str, Callable[[], TaskFamily]] = {
     "branin": Branin,
     "hartmann3": lambda: Hartmann(3),
     "hartmann6": lambda: Hartmann(6),
+    "mixed": MixedTraining,
 }
 
 

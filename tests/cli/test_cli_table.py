@@ -1,12 +1,14 @@
 """`metaprior train --table`: a prior from a table of runs over a typed space, and `info` of it.
 
-Through `main` in this process (a subprocess each would cost seconds of imports).
+Through `main` in this process (a subprocess each would cost seconds of imports), and once as a
+user types it, one process per step.
 """
 
 from __future__ import annotations
 
 import json
 import math
+import os
 from pathlib import Path
 
 import pytest
@@ -111,3 +113,26 @@ def test_table_errors_are_one_line(runs, capsys, args, needles):
     for needle in needles:
         assert needle in lines[0], lines[0]
     assert not Path("t.prior").exists()
+
+
+def test_a_new_user_types_train_info_then_a_study(runs):
+    """The must-show path, as typed in a shell: each step is its own process."""
+    import subprocess
+    import sys
+
+    def run(*args: str) -> str:
+        done = subprocess.run([sys.executable, *args], capture_output=True, text=True, timeout=300,
+                              env={**os.environ, "OMP_NUM_THREADS": "1"})
+        assert done.returncode == 0, done.stderr
+        return done.stdout
+
+    run("-m", "metaprior", "train", "--table", "runs.csv", "--task", "dataset", "--output", "loss",
+        "--space", "space.json", "--out", "t.prior", *TINY)
+    assert "lr: float in [0.0001, 0.1], log" in run("-m", "metaprior", "info", "t.prior")
+    study = run("-c", "import metaprior as mp\n"
+                      "prior = mp.MetaPrior.load('t.prior')\n"
+                      "opt = mp.Optimizer(prior.space, prior=prior, seed=0, num_restarts=2, raw_samples=16)\n"
+                      "trials = opt.ask()\n"
+                      "opt.tell(trials, [0.5])\n"
+                      "print(sorted(opt.best[0]), trials.shape)\n")
+    assert "['layers', 'lr', 'opt'] (1, 3)" in study
