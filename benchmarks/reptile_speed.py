@@ -15,10 +15,16 @@ B=1000), is timed over its outer steps only, and is then scored on held-out task
 32 tasks, meta-init adapted with the seed's 32 steps). Batched runs use the seed's outer SGD
 step (eps 0.1, and 1.0 at B >= 100), for B >= 10 our default outer optimiser, Adam, and for
 B >= 100 the SGD step with Nesterov momentum; each with the PyTorch inner loop and with the
-compiled CPU one (`metaprior.cpu_kernel`).
+compiled CPU one (`metaprior.cpu_kernel`), in the variant `--variant` names (default: the one
+this CPU picks; `avx2` on an AVX-512 machine measures what an AVX2-only CPU would run, up to
+the core's other differences). Every table is printed with the CPU's model and vector
+features, and the CSV keeps them (`cpu`, `variant` columns): speed figures are only comparable
+on one kind of CPU.
 
     OMP_NUM_THREADS=1 .venv/bin/python -m benchmarks.reptile_speed          # about 3 minutes
     OMP_NUM_THREADS=1 .venv/bin/python -m benchmarks.reptile_speed --quick  # seconds
+    OMP_NUM_THREADS=1 .venv/bin/python -m benchmarks.reptile_speed --variant avx2 \
+        --batch-sizes 1 10 100 1000 --paths pytorch compiled --outers sgd
 """
 
 from __future__ import annotations
@@ -28,7 +34,6 @@ import dataclasses
 import itertools
 import math
 import os
-import platform
 import time
 from pathlib import Path
 
@@ -38,6 +43,7 @@ import pandas as pd  # noqa: E402
 import torch  # noqa: E402
 from torch import nn  # noqa: E402
 
+from benchmarks.machine import cpu_description  # noqa: E402
 from metaprior import cpu_kernel  # noqa: E402
 from metaprior.config import ReptileConfig  # noqa: E402
 from metaprior.meta.evaluate import evaluate_few_shot  # noqa: E402
@@ -56,10 +62,11 @@ NESTEROV_OUTER_LR = 1.0
 OUTERS = ("sgd", "adam", "nesterov")
 RAW_COLUMNS = ["method", "B", "outer", "outer_lr", "outer_steps", "task_adaptations", "seed",
                "seconds", "cpu_seconds", "mse_meta_adapted", "mse_meta_unadapted",
-               "mse_random_adapted"]
+               "mse_random_adapted", "variant", "cpu"]
 # Inner-loop implementations: `meta_train`'s PyTorch loop and the compiled CPU loop
 # (`metaprior.cpu_kernel`), which `meta_train` uses by default where it applies.
 PATHS = ("pytorch", "compiled")
+ENV = ("METAPRIOR_CPU_KERNEL", "METAPRIOR_CPU_VARIANT")  # set per run, restored after
 
 
 # ---- the sequential reference -------------------------------------------------------------
@@ -131,9 +138,11 @@ def few_shot_scores(prior: MetaPrior, shots, n_tasks: int) -> dict:
 def run(adaptations: int, batch_sizes: list[int], extra_lr: float, shots, n_tasks: int,
         seed: int, threads: int = 1, adam_lr: float = ADAM_OUTER_LR,
         paths: tuple[str, ...] = PATHS, outers: tuple[str, ...] = OUTERS,
-        reference: pd.DataFrame | None = None) -> pd.DataFrame:
+        reference: pd.DataFrame | None = None, variant: str = "auto") -> pd.DataFrame:
     """All rows; with `reference` (an earlier run's rows, same seed and budget) its rows are kept
-    and its sequential run is reused instead of rerun."""
+    and its sequential run is reused instead of rerun. `variant`: the compiled loop's
+    (`metaprior.cpu_kernel.CHOICES` less "pytorch")."""
+    cpu = cpu_description()
     family = Logistic()
     base = ReptileConfig.seed()  # B=1, 100-point grid, 50 SGD steps at 0.02, eps 0.1 annealed
     y_mean, y_std = output_stats(family, base.points_per_task, seed)
@@ -141,12 +150,13 @@ def run(adaptations: int, batch_sizes: list[int], extra_lr: float, shots, n_task
         rows = reference[RAW_COLUMNS].to_dict("records")
         print(f"  sequential: reused from the reference ({rows[0]['seconds']:.1f} s)", flush=True)
     else:
-        model, seconds, cpu = sequential_reptile(adaptations, base, y_mean, y_std, seed)
+        model, seconds, cpu_s = sequential_reptile(adaptations, base, y_mean, y_std, seed)
         prior = module_to_prior(model, base, y_mean, y_std)
         rows = [{"method": "sequential (seed)", "B": 1, "outer": "sgd",
                  "outer_lr": base.outer_lr, "outer_steps": adaptations,
                  "task_adaptations": adaptations, "seed": seed, "seconds": seconds,
-                 "cpu_seconds": cpu, **few_shot_scores(prior, shots, n_tasks)}]
+                 "cpu_seconds": cpu_s, **few_shot_scores(prior, shots, n_tasks),
+                 "variant": "-", "cpu": cpu}]
         print(f"  sequential: {adaptations} adaptations in {seconds:.1f} s", flush=True)
 
     # Averaging B task deltas cuts the pseudo-gradient's noise, so large B affords a larger
@@ -160,31 +170,37 @@ def run(adaptations: int, batch_sizes: list[int], extra_lr: float, shots, n_task
     runs += [(B, "adam", adam_lr) for B in batch_sizes if B >= 10 and adam_lr]
     runs += [(B, "nesterov", NESTEROV_OUTER_LR) for B in batch_sizes if B >= 100]
     runs = [r for r in runs if r[1] in outers]
-    if "compiled" in paths and cpu_kernel.load() is None:
-        print("  the compiled inner loop is unavailable: PyTorch path only", flush=True)
+    user_setting = {k: os.environ.get(k) for k in ENV}  # restored after the runs
+    os.environ["METAPRIOR_CPU_KERNEL"] = "1"
+    os.environ["METAPRIOR_CPU_VARIANT"] = variant
+    compiled = cpu_kernel.variant()
+    if "compiled" in paths and (compiled == "pytorch" or cpu_kernel.load() is None):
+        print(f"  no compiled inner loop ({variant}) on this CPU: PyTorch path only", flush=True)
         paths = tuple(p for p in paths if p != "compiled")
-    user_setting = os.environ.get("METAPRIOR_CPU_KERNEL")  # restored after the runs
     for (B, outer, lr), path in itertools.product(runs, paths):
         steps = max(1, adaptations // B)
         cfg = dataclasses.replace(base, tasks_per_step=B, outer_steps=steps, outer_lr=lr,
                                   outer_optimizer=outer)
-        os.environ["METAPRIOR_CPU_KERNEL"] = "1" if path == "compiled" else "0"
+        os.environ["METAPRIOR_CPU_VARIANT"] = compiled if path == "compiled" else "pytorch"
+        assert cpu_kernel.variant() == os.environ["METAPRIOR_CPU_VARIANT"]
         c0 = time.process_time()
         torch.set_num_threads(threads)  # the batched trainer's bmm can use both cores
         prior = meta_train(family, cfg, seed=seed, progress=False, shift_prior=False)
         torch.set_num_threads(1)
-        cpu = time.process_time() - c0  # includes the family statistics: milliseconds
+        cpu_s = time.process_time() - c0  # includes the family statistics: milliseconds
         seconds = prior.stats["seconds"]  # wall-clock of the outer steps only
         rows.append({"method": f"batched {path} ({threads} thr)", "B": B, "outer": outer,
                      "outer_lr": lr, "outer_steps": steps, "task_adaptations": steps * B,
-                     "seed": seed, "seconds": seconds, "cpu_seconds": cpu,
-                     **few_shot_scores(prior, shots, n_tasks)})
-        print(f"  batched {path} B={B} {outer} {lr}: {steps * B} adaptations in {seconds:.1f} s",
-              flush=True)
-    if user_setting is None:
-        os.environ.pop("METAPRIOR_CPU_KERNEL", None)
-    else:
-        os.environ["METAPRIOR_CPU_KERNEL"] = user_setting
+                     "seed": seed, "seconds": seconds, "cpu_seconds": cpu_s,
+                     **few_shot_scores(prior, shots, n_tasks),
+                     "variant": os.environ["METAPRIOR_CPU_VARIANT"], "cpu": cpu})
+        print(f"  batched {path} ({os.environ['METAPRIOR_CPU_VARIANT']}) B={B} {outer} {lr}: "
+              f"{steps * B} adaptations in {seconds:.1f} s", flush=True)
+    for k, v in user_setting.items():
+        if v is None:
+            os.environ.pop(k, None)
+        else:
+            os.environ[k] = v
 
     df = pd.DataFrame(rows)
     # On a shared machine wall-clock time includes waiting for a core; one thread's CPU time
@@ -211,6 +227,9 @@ def main(argv=None) -> pd.DataFrame:
                         help="inner loops to run the batched trainer with")
     parser.add_argument("--outers", nargs="+", choices=OUTERS, default=list(OUTERS),
                         help="outer optimisers of the batched rows")
+    parser.add_argument("--variant", choices=[c for c in cpu_kernel.CHOICES if c != "pytorch"],
+                        default="auto",
+                        help="the compiled loop's build (default: the widest this CPU runs)")
     parser.add_argument("--reference", type=Path, default=None,
                         help="an earlier run's CSV (same seed and budget): keep its rows and "
                              "reuse its sequential run instead of rerunning it")
@@ -225,13 +244,16 @@ def main(argv=None) -> pd.DataFrame:
     n_tasks = 8 if quick else 32
     print(f"Reptile speed, Logistic, seed's table (50 inner SGD steps, 100 grid points), "
           f"{adaptations} task adaptations per run; torch {torch.__version__}, "
-          f"{torch.get_num_threads()} thread, {platform.processor() or platform.machine()}",
+          f"{args.threads} thread(s) for the batched trainer; CPU: {cpu_description()}",
           flush=True)
     reference = None
     if args.reference is not None:
         reference = pd.read_csv(args.reference)
         if "seed" not in reference:  # written before the column existed: trust --seed
             reference["seed"] = args.seed
+        for column in ("variant", "cpu"):  # written before these existed: not recorded
+            if column not in reference:
+                reference[column] = "not recorded"
         seq = reference.iloc[0]
         if (seq["method"] != "sequential (seed)" or int(seq["task_adaptations"]) != adaptations
                 or int(seq["seed"]) != args.seed):
@@ -239,13 +261,14 @@ def main(argv=None) -> pd.DataFrame:
                              f"with {adaptations} adaptations")
     df = run(adaptations, batch_sizes, extra_lr=1.0, shots=shots, n_tasks=n_tasks,
              seed=args.seed, threads=args.threads, paths=tuple(args.paths),
-             outers=tuple(args.outers), reference=reference)
+             outers=tuple(args.outers), reference=reference, variant=args.variant)
 
     args.out.parent.mkdir(parents=True, exist_ok=True)
     df.to_csv(args.out, index=False)
     ks = f"K={min(shots)}..{max(shots)}"
     view = pd.DataFrame({
-        "method": df.method, "B": df.B, "outer": df.outer, "lr": df.outer_lr,
+        "method": df.method, "variant": df.variant.fillna(""), "B": df.B, "outer": df.outer,
+        "lr": df.outer_lr,
         "outer steps": df.outer_steps,
         "adaptations": df.task_adaptations, "wall s": df.seconds.round(2),
         "cpu s": df.cpu_seconds.round(2), "adapt/wall s": df.adaptations_per_s.round(1),
@@ -255,7 +278,7 @@ def main(argv=None) -> pd.DataFrame:
         "MSE meta unadapted": df.mse_meta_unadapted.round(4),
         "MSE random init": df.mse_random_adapted.round(4),
     })
-    print()
+    print(f"\nCPU: {cpu_description()}")
     print(view.to_string(index=False))
     print(f"\nMSE: held-out query MSE / family output variance, mean over {ks}, "
           f"{n_tasks} tasks, {ReptileConfig.seed().adapt_steps} adaptation steps.")
@@ -265,7 +288,7 @@ def main(argv=None) -> pd.DataFrame:
         # adaptations), not with 1 or 10 (benchmarks/results/reptile_speed_100k*.csv).
         print(f"B in {few} made fewer than 100 outer steps here: compare their MSE with the "
               f"reference at a budget of at least 100 x B adaptations (--adaptations).")
-    print(f"Wrote {args.out}")
+    print(f"CPU: {cpu_description()}\nWrote {args.out}")
     return df
 
 

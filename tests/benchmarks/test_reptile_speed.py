@@ -40,3 +40,15 @@ def test_a_users_kernel_setting_survives_the_run(tmp_path, monkeypatch):
     reptile_speed.main(["--quick", "--adaptations", "20", "--batch-sizes", "10", "--outers",
                         "sgd", "--out", str(tmp_path / "x.csv")])
     assert reptile_speed.os.environ["METAPRIOR_CPU_KERNEL"] == "0"
+
+
+def test_the_forced_variant_runs_and_every_row_names_the_cpu(tmp_path):
+    from metaprior import cpu_kernel
+
+    if "avx2" not in cpu_kernel.supported() or cpu_kernel.load("avx2") is None:
+        pytest.skip("this CPU (or toolchain) cannot run the AVX2 variant")
+    df = reptile_speed.main(["--quick", "--adaptations", "20", "--batch-sizes", "10",
+                             "--outers", "sgd", "--variant", "avx2",
+                             "--out", str(tmp_path / "x.csv")])
+    assert list(df.variant) == ["-", "pytorch", "avx2"]  # the sequential row has none
+    assert df.cpu.nunique() == 1 and "(" in df.cpu.iloc[0]  # model (vector features)
