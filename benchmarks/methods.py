@@ -87,22 +87,36 @@ class UnitCubeAdapter:
 
 
 def make_method(name: str, ctx: Context, seed: int):
-    """An object with `ask() -> 1 x d` and `tell(X, y)` for method `name`."""
+    """An object with `ask() -> 1 x d` and `tell(X, y)` for method `name`.
+
+    On a typed family (`family.space` not a box) the `Optimizer`-based methods run over the
+    space itself, as a user's study would, and every method is wrapped in `SpaceAdapter`.
+    """
+    space = ctx.family.space
+    if space.is_box:
+        return _make_method(name, ctx, seed, ctx.family.bounds)
+    from benchmarks.typed import SpaceAdapter
+
+    return SpaceAdapter(_make_method(name, ctx, seed, space), space)
+
+
+def _make_method(name: str, ctx: Context, seed: int, domain):
+    """Method `name` over `domain`: the family's bounds, or its typed space."""
     bounds = ctx.family.bounds
     common = {"seed": seed, "num_restarts": NUM_RESTARTS, "raw_samples": RAW_SAMPLES}
     if name == "random":
         return RandomSearch(bounds, seed)
     if name == "bo":
-        return Optimizer(bounds, prior=None, **common)
+        return Optimizer(domain, prior=None, **common)
     if name == "bo-warmstart":
-        return WarmStartBO(bounds, ctx.prior, **common)
+        return WarmStartBO(domain, ctx.prior, **common)
     if name == "metaprior":
-        return Optimizer(bounds, prior=ctx.prior, **common)
+        return Optimizer(domain, prior=ctx.prior, **common)
     if name.startswith("metaprior-"):
         mode, _, tr = name.split("-", 1)[1].partition("-")
         if tr not in ("", "tr"):
             raise ConfigError(f"unknown method {name!r}; known: {METHODS}")
-        return Optimizer(bounds, prior=ctx.prior, mode=mode,
+        return Optimizer(domain, prior=ctx.prior, mode=mode,
                          trust_region=TRUST_REGION if tr else None, **common)
     if name == "rgpe":
         from benchmarks.baselines.rgpe import RGPEOptimizer

@@ -284,18 +284,29 @@ class YahpoSurrogate:
 
     def _run(self, codes: Tensor, X: Tensor) -> Tensor:
         """Surrogate outputs `n x n_outputs` (float64) for instance codes `n` at exposed `X`."""
-        n = X.shape[0]
         raw = self.to_raw(X).numpy()
+        fixed = np.tile(np.asarray(self._fixed_codes, dtype=np.int32), (X.shape[0], 1))
+        return self.run_raw(codes, {n: raw[:, j] for j, n in enumerate(self.param_names)}, fixed)
+
+    def run_raw(self, codes: Tensor, numeric: dict[str, np.ndarray], cats: np.ndarray) -> Tensor:
+        """Surrogate outputs `n x n_outputs` (float64) from raw values.
+
+        Args:
+            codes: `n` instance codes.
+            numeric: the search space's numeric parameters, name -> `n` raw values.
+            cats: `n x c` integer codes of the other categorical inputs, in `spec.cat_names`
+                order after the instance.
+        """
+        n = codes.shape[0]
         cont = np.empty((n, len(self.spec.cont_names)), dtype=np.float32)
         col = {name: j for j, name in enumerate(self.spec.cont_names)}
-        for j, name in enumerate(self.param_names):
-            cont[:, col[name]] = raw[:, j]
+        for name in self.param_names:
+            cont[:, col[name]] = numeric[name]
         for name, value in self.fidelity.items():
             cont[:, col[name]] = value
         cat = np.empty((n, len(self.spec.cat_names)), dtype=np.int32)
         cat[:, 0] = codes.numpy()
-        for j, code in enumerate(self._fixed_codes, start=1):
-            cat[:, j] = code
+        cat[:, 1:] = cats
         out = [
             self.session.run(None, {self._input_names[0]: cat[s:s + _CHUNK],
                                     self._input_names[1]: cont[s:s + _CHUNK]})[0]
