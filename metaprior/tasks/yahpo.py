@@ -32,8 +32,6 @@ from metaprior.tasks.family import Task, make_generator
 from metaprior.tasks.table import TableFamily
 
 ENV_VAR = "METAPRIOR_YAHPO_DATA"
-# Where the data lives on the project's own machines: <repo>/../shared/data/yahpo.
-_REPO_FALLBACK = Path(__file__).resolve().parents[3] / "shared" / "data" / "yahpo"
 # Rows per ONNX call: large enough to amortise the call, small enough to bound memory.
 _CHUNK = 16384
 
@@ -101,18 +99,17 @@ TEST_INSTANCES: dict[str, tuple[str, ...]] = {
 
 
 def resolve_data_dir(data_dir: str | os.PathLike | None = None) -> Path:
-    """The YAHPO data folder: `data_dir`, else `$METAPRIOR_YAHPO_DATA`, else the repo fallback.
+    """The YAHPO data folder: `data_dir`, else `$METAPRIOR_YAHPO_DATA`.
 
-    Raises `TaskFamilyError` naming the path when the folder does not exist.
+    Raises `TaskFamilyError` naming the path when the folder does not exist, and saying how to
+    give one when neither is set (an installed package has no repository to look beside).
     """
     if data_dir is None:
         data_dir = os.environ.get(ENV_VAR) or None
     if data_dir is None:
-        if _REPO_FALLBACK.is_dir():
-            return _REPO_FALLBACK
         raise TaskFamilyError(
-            f"no YAHPO data folder given: pass data_dir=, or set {ENV_VAR} to a clone of "
-            f"https://github.com/slds-lmu/yahpo_data (fallback {str(_REPO_FALLBACK)!r} is absent)"
+            f"no YAHPO data folder given: pass data_dir= (--yahpo-data / --data-dir on the "
+            f"command line), or set {ENV_VAR} to a clone of https://github.com/slds-lmu/yahpo_data"
         )
     path = Path(data_dir).expanduser()
     if not path.is_dir():
