@@ -157,7 +157,7 @@ class LoadClient(threading.Thread):
 
     def run(self) -> None:
         try:
-            names = [f"load-c{self.k}-s{j}" for j in range(len(self.tasks))]
+            names = [f"{self.family}-c{self.k}-s{j}" for j in range(len(self.tasks))]
             for j, name in enumerate(names):
                 try:
                     self.call(lambda i, n=name, j=j: self.clients[i].create_study(
