@@ -17,6 +17,11 @@ CPU runs; a CPU with neither (or not x86) uses the PyTorch loop, which beats a s
 `METAPRIOR_CPU_VARIANT=auto|avx512|avx2|pytorch` forces one (a variant the CPU lacks falls back
 to PyTorch with a warning); `METAPRIOR_CPU_KERNEL=0` is the same as `pytorch`.
 
+**Threads.** Tasks are split over `torch.get_num_threads()` threads, or `METAPRIOR_CPU_THREADS`
+where set: the loop can then use the cores while torch's own small tensor ops around it stay on
+one thread (under load, OpenMP's barriers made those ops 7x slower on two threads than on one,
+and they outweighed the loop at B = 1000).
+
 Each variant is built on first use with `torch.utils.cpp_extension` (a C++ compiler and ninja;
 about 40 s) into `~/.cache/metaprior` (or `$METAPRIOR_CACHE`), then imported from there. If
 anything is missing or the build fails, `adapt_batched` uses the Python path; a failed build
@@ -114,6 +119,12 @@ def variant() -> str:
 
 def enabled() -> bool:
     return variant() != "pytorch"
+
+
+def threads() -> int:
+    """Threads the compiled loop splits its tasks over."""
+    setting = os.environ.get("METAPRIOR_CPU_THREADS", "").strip()
+    return max(1, int(setting)) if setting else torch.get_num_threads()
 
 
 def flags(name: str) -> list[str]:
@@ -238,7 +249,7 @@ def adapt_sgd_(params: list[Tensor], X: Tensor, Y: Tensor, full_weights: Tensor,
     work = [p.contiguous() for p in params]
     loss0 = module.adapt_sgd(work, X.contiguous(), Y.contiguous(), full_weights.contiguous(),
                              idx.contiguous(), weights.contiguous(), float(lr),
-                             float(max_grad_norm))
+                             float(max_grad_norm), threads())
     for p, w in zip(params, work, strict=True):
         if w is not p:
             p.copy_(w)

@@ -3,11 +3,11 @@
 //
 // Tasks go in groups of kLanes through the interleaved loop (adapt_lanes.h); the few left over
 // (fewer than kMinLanes) go one at a time through the per-task loop (adapt_task.h), which is
-// faster than a mostly empty vector. Work units are split into equal chunks over
-// torch.get_num_threads() threads (std::thread: at::parallel_for would need this library built
-// against torch's OpenMP); the result does not depend on the number of threads.
+// faster than a mostly empty vector. Work units are split into equal chunks over the threads
+// the caller asks for (metaprior.cpu_kernel.threads(); std::thread: at::parallel_for would need
+// this library built against torch's OpenMP); the result does not depend on the number of
+// threads.
 #include <torch/extension.h>
-#include <ATen/Parallel.h>
 
 #include <algorithm>
 #include <memory>
@@ -42,7 +42,7 @@ struct Unit {
 };
 
 template <int D>
-void run(const Inputs& in) {
+void run(const Inputs& in, int64_t n_threads) {
   std::vector<Unit> units;
   int64_t t = 0;
   for (; t + metaprior::lanes::kLanes <= in.B; t += metaprior::lanes::kLanes)
@@ -65,7 +65,7 @@ void run(const Inputs& in) {
     }
   };
   const size_t threads = std::max<size_t>(
-      1, std::min<size_t>(static_cast<size_t>(at::get_num_threads()), units.size()));
+      1, std::min<size_t>(static_cast<size_t>(std::max<int64_t>(1, n_threads)), units.size()));
   const size_t chunk = (units.size() + threads - 1) / threads;
   std::vector<std::thread> pool;
   for (size_t k = 1; k < threads; ++k)
@@ -80,10 +80,11 @@ void run(const Inputs& in) {
 // params: 8 contiguous float32 tensors, stacked over B tasks, adapted in place.
 // X: B x n x d, Y: B x n, full_w: B x n loss weights of all points (float32, contiguous);
 // idx: B x steps x m point indices (int64) and wts: B x steps x m per-point loss weights
-// (float32), zero for padding. Returns the B losses on all points before adaptation.
+// (float32), zero for padding. threads: how many to split the tasks over. Returns the B losses
+// on all points before adaptation.
 torch::Tensor adapt_sgd(std::vector<torch::Tensor> params, torch::Tensor X, torch::Tensor Y,
                         torch::Tensor full_w, torch::Tensor idx, torch::Tensor wts, double lr,
-                        double max_norm) {
+                        double max_norm, int64_t threads) {
   TORCH_CHECK(params.size() == 8, "adapt_sgd: expected 8 weight tensors, got ", params.size());
   TORCH_CHECK(idx.size(2) <= metaprior::kMaxBatch, "adapt_sgd: minibatch larger than ",
               metaprior::kMaxBatch);
@@ -120,17 +121,17 @@ torch::Tensor adapt_sgd(std::vector<torch::Tensor> params, torch::Tensor X, torc
   in.max_norm = static_cast<float>(max_norm);
   in.loss0 = loss0.data_ptr<float>();
   switch (width) {
-    case 1: run<1>(in); break;
-    case 2: run<2>(in); break;
-    case 3: run<3>(in); break;
-    case 4: run<4>(in); break;
-    case 5: run<5>(in); break;
-    case 6: run<6>(in); break;
-    case 8: run<8>(in); break;
-    case 12: run<12>(in); break;
-    case 16: run<16>(in); break;
-    case 24: run<24>(in); break;
-    case 32: run<32>(in); break;
+    case 1: run<1>(in, threads); break;
+    case 2: run<2>(in, threads); break;
+    case 3: run<3>(in, threads); break;
+    case 4: run<4>(in, threads); break;
+    case 5: run<5>(in, threads); break;
+    case 6: run<6>(in, threads); break;
+    case 8: run<8>(in, threads); break;
+    case 12: run<12>(in, threads); break;
+    case 16: run<16>(in, threads); break;
+    case 24: run<24>(in, threads); break;
+    case 32: run<32>(in, threads); break;
     default: TORCH_CHECK(false, "adapt_sgd: input width ", width, " not compiled");
   }
   if (width != d) first.copy_(params[0].narrow(2, 0, d));

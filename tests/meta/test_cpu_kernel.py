@@ -156,16 +156,22 @@ def test_padded_schedule_walks_each_epoch_in_key_order(n, batch, steps):
 
 
 @pytest.mark.parametrize("B", [20, 40])  # groups, partial groups and single tasks
-def test_threads_split_the_work_without_changing_the_result(variant, B):
+def test_threads_split_the_work_without_changing_the_result(monkeypatch, variant, B):
     params, *rest = problem(2, B=B, n=23, steps=9, batch=10)
     before = torch.get_num_threads()
     results = []
     try:
-        for threads in (1, 3):
+        for threads in (1, 3):  # torch's setting
             torch.set_num_threads(threads)
+            assert cpu_kernel.threads() == threads
             results.append(adapt_batched(params, *rest, 0.05, "sgd", 10.0))
+        torch.set_num_threads(1)
+        monkeypatch.setenv("METAPRIOR_CPU_THREADS", "2")  # the loop's own, torch's left at 1
+        assert cpu_kernel.threads() == 2
+        results.append(adapt_batched(params, *rest, 0.05, "sgd", 10.0))
     finally:
         torch.set_num_threads(before)
-    (one, loss_one), (three, loss_three) = results
-    assert torch.equal(loss_one, loss_three)
-    assert all(torch.equal(a, b) for a, b in zip(one, three, strict=True))
+    (one, loss_one), *others = results
+    for phi, loss in others:
+        assert torch.equal(loss_one, loss)
+        assert all(torch.equal(a, b) for a, b in zip(one, phi, strict=True))
