@@ -4,24 +4,33 @@ One iteration is `Optimizer.ask()` + `tell()` after `n` observations have been t
 (with a prior: adapting a copy of the network; mode "shift": sampling the posterior over
 shifts), `fit_gpytorch_mll`, qLogNEI optimisation with the
 Optimizer's default `num_restarts`/`raw_samples` (the same for every method). Families: Forrester
-(1-D) and Hartmann6 (6-D); n = 10, 30, 100. Methods are interleaved inside each repeat (in a
-rotating order, so drift in machine load hits all alike) and the median over repeats is reported,
-with the ratio to `prior=None`.
+(1-D), Hartmann6 (6-D) and a translated and scaled Styblinski-Tang in 10-D (defined here: the
+cost depends on the dimension and n, not on the function); n = 10, 30, 100. Methods are
+interleaved inside each repeat (in a rotating order, so drift in machine load hits all alike)
+and the median over repeats is reported, with the ratio to `prior=None`. The bar for the
+default model ("trusted") is 1.5x uninformed BO at n = 30.
 
 A second pass splits the same work into its parts (adaptation, GP construction, fit, acquisition
 optimisation) by repeating `Optimizer`'s steps by hand, to show where any overhead comes from.
+For "trusted" the construction is split further, in `TrustedPriorModel`'s order: the informed
+GP (the network's adaptation), the held-out predictions (`MetaPrior.held_out_predictions`: n
+copies adapted at once), the informed and the uninformed GP's fits; `trust` is the weight the
+model gave the prior (between 0.1 and 0.9 the acquisition evaluates both GPs).
 
 Priors are meta-trained briefly (`--prior-steps`, default 300): the cost of an iteration depends on
 the network's size and the adaptation steps (the default config's), not on how well it learned.
 
     OMP_NUM_THREADS=1 .venv/bin/python -m benchmarks.bo_overhead            # about 2 minutes
     OMP_NUM_THREADS=1 .venv/bin/python -m benchmarks.bo_overhead --quick    # about 15 s
+    OMP_NUM_THREADS=1 .venv/bin/python -m benchmarks.bo_overhead --methods none,trusted \
+        --sizes 30 100                                                      # the issue's check
 """
 
 from __future__ import annotations
 
 import argparse
 import dataclasses
+import math
 import os
 import time
 import warnings
@@ -35,25 +44,44 @@ from botorch.acquisition import qLogNoisyExpectedImprovement  # noqa: E402
 from botorch.acquisition.objective import LinearMCObjective  # noqa: E402
 from botorch.fit import fit_gpytorch_mll  # noqa: E402
 from botorch.models import SingleTaskGP  # noqa: E402
+from botorch.models.transforms.input import Normalize  # noqa: E402
 from botorch.optim import optimize_acqf  # noqa: E402
 from gpytorch.mlls import ExactMarginalLogLikelihood  # noqa: E402
 from linear_operator.utils.warnings import NumericalWarning  # noqa: E402
 
 import metaprior as mp  # noqa: E402
 from benchmarks.machine import cpu_description  # noqa: E402
+from metaprior import cpu_kernel  # noqa: E402
 from metaprior.gp import MetaPriorModel, ShiftEnsembleModel, TrustedPriorModel  # noqa: E402
+from metaprior.gp.evidence import fit_gp  # noqa: E402
 from metaprior.optim import Optimizer  # noqa: E402
 from metaprior.tasks import Forrester, Hartmann, TaskFamily  # noqa: E402
 from metaprior.tasks.family import make_generator  # noqa: E402
+from metaprior.tasks.synthetic import TranslatedScaledFamily  # noqa: E402
 
 RESULTS = Path(__file__).parent / "results" / "bo_overhead.csv"
 # "none": prior=None, uninformed BO; "trusted": the default model (`TrustedPriorModel`)
 METHODS = ("none", "trusted", "mean", "weighted", "kernel", "both", "shift")
 SIZES = (10, 30, 100)
+BAR = 1.5  # the default model's step at n = 30, as a multiple of uninformed BO's
+TRUSTED_PARTS = ("informed", "held_out", "fit_informed", "fit_uninformed")
+STYBLINSKI_MIN = -39.16616570377142  # per dimension, at x_i = -2.903534
+
+
+def styblinski_tang(X: torch.Tensor) -> torch.Tensor:
+    """Styblinski-Tang on [-5, 5]^d: `... x n x d` -> `... x n`."""
+    return 0.5 * (X**4 - 16 * X**2 + 5 * X).sum(-1)
+
+
+def styblinski10() -> TaskFamily:
+    """A 10-D family: Styblinski-Tang translated by up to 0.1 of the box and scaled (its
+    minimum, 2.1 from the edge, stays inside)."""
+    return TranslatedScaledFamily(styblinski_tang, [[-5.0] * 10, [5.0] * 10],
+                                  10 * STYBLINSKI_MIN, "styblinski10")
 
 
 def families() -> list[TaskFamily]:
-    return [Forrester(), Hartmann(6)]
+    return [Forrester(), Hartmann(6), styblinski10()]
 
 
 def train_prior(family: TaskFamily, steps: int) -> mp.MetaPrior:
@@ -92,6 +120,8 @@ def time_parts(method: str, prior: mp.MetaPrior, opt: Optimizer) -> dict[str, fl
     """The parts of one BO step, as `Optimizer._bo_points` does them, timed separately."""
     X, Y = opt.train_X, opt.train_Y
     parts = {}
+    if method == "trusted":
+        parts.update(trusted_parts(prior, opt))
     t0 = time.perf_counter()
     if method == "shift":  # the posterior over shifts alone (the build below repeats it)
         mp.infer_shift(prior, prior.to_unit(X), prior.normalize_y(Y[:, 0]))
@@ -124,6 +154,27 @@ def time_parts(method: str, prior: mp.MetaPrior, opt: Optimizer) -> dict[str, fl
     return parts
 
 
+def trusted_parts(prior: mp.MetaPrior, opt: Optimizer) -> dict[str, float]:
+    """`TrustedPriorModel`'s construction, step by step as it does it, each timed."""
+    X, Y = opt.train_X, opt.train_Y
+    parts = {}
+    t0 = time.perf_counter()
+    informed = MetaPriorModel(X, Y, prior, mode="mean", adapt_steps=opt.adapt_steps,
+                              seed=opt.seed)
+    parts["informed"] = time.perf_counter() - t0
+    t0 = time.perf_counter()
+    prior.held_out_predictions(X, Y, steps=opt.adapt_steps, seed=opt.seed)
+    parts["held_out"] = time.perf_counter() - t0
+    t0 = time.perf_counter()
+    fit_gp(informed)
+    parts["fit_informed"] = time.perf_counter() - t0
+    uninformed = SingleTaskGP(X, Y, input_transform=Normalize(d=opt.dim, bounds=opt.bounds))
+    t0 = time.perf_counter()
+    fit_gp(uninformed)
+    parts["fit_uninformed"] = time.perf_counter() - t0
+    return parts
+
+
 def run(sizes, repeats: int, prior_steps: int, methods=METHODS) -> pd.DataFrame:
     rows = []
     for family in families():
@@ -140,9 +191,11 @@ def run(sizes, repeats: int, prior_steps: int, methods=METHODS) -> pd.DataFrame:
                     expected = {"none": SingleTaskGP, "trusted": TrustedPriorModel,
                                 "shift": ShiftEnsembleModel}.get(method, MetaPriorModel)
                     assert type(opt.model) is expected, "the timed step built another model"
+                    trust = getattr(opt.model, "prior_trust", math.nan)
                     parts = time_parts(method, prior, optimizer(method, prior, family, X, y, rep))
                     rows.append({"family": family.name, "dim": family.dim, "n": n,
-                                 "method": method, "repeat": rep, "seconds": seconds, **parts})
+                                 "method": method, "repeat": rep, "seconds": seconds,
+                                 "trust": trust, **parts})
             med = (pd.DataFrame([r for r in rows if r["family"] == family.name and r["n"] == n])
                    .groupby("method")["seconds"].median())
             print(f"  n={n}: " + ", ".join(f"{m} {med[m]:.2f}s" for m in methods), flush=True)
@@ -151,6 +204,7 @@ def run(sizes, repeats: int, prior_steps: int, methods=METHODS) -> pd.DataFrame:
 
 def summary(df: pd.DataFrame) -> pd.DataFrame:
     cols = ["seconds", "adapt", "build", "fit", "acqf"]
+    cols += [c for c in (*TRUSTED_PARTS, "trust") if c in df]
     med = df.groupby(["family", "n", "method"], sort=False)[cols].median().reset_index()
     base = med[med["method"] == "none"].set_index(["family", "n"])["seconds"]
     med["ratio"] = [s / base[(f, n)] for f, n, s in zip(med["family"], med["n"], med["seconds"],
@@ -174,6 +228,7 @@ def main(argv=None) -> None:
     # jitter notices from linear_operator are expected with near-duplicate points; not timed
     warnings.filterwarnings("ignore", category=NumericalWarning)
     print(f"torch {torch.__version__}, {cpu_description()}, 1 thread, "
+          f"compiled inner loop: {cpu_kernel.variant()}, "
           f"Optimizer defaults: num_restarts={Optimizer.__init__.__kwdefaults__['num_restarts']}, "
           f"raw_samples={Optimizer.__init__.__kwdefaults__['raw_samples']}")
     methods = tuple(args.methods.split(","))
@@ -189,9 +244,10 @@ def main(argv=None) -> None:
         print(table.to_string(index=False))
     at30 = table[(table["n"] == 30) & (table["method"] == "trusted")]
     for _, r in at30.iterrows():
-        verdict = "meets" if r["ratio"] <= 2.0 else "MISSES"
+        verdict = "meets" if r["ratio"] <= BAR else "MISSES"
         print(f"{r['family']}: the default model at n=30 is {r['ratio']:.2f}x uninformed "
-              f"({verdict} the 2x target)")
+              f"({verdict} the {BAR}x bar)")
+    print(f"CPU: {cpu_description()}; compiled inner loop: {cpu_kernel.variant()}")
     print(f"wrote {args.out}")
 
 

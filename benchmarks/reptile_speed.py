@@ -19,7 +19,9 @@ compiled CPU one (`metaprior.cpu_kernel`), in the variant `--variant` names (def
 this CPU picks; `avx2` on an AVX-512 machine measures what an AVX2-only CPU would run, up to
 the core's other differences). Every table is printed with the CPU's model and vector
 features, and the CSV keeps them (`cpu`, `variant` columns): speed figures are only comparable
-on one kind of CPU.
+on one kind of CPU. With `--threads 2` the compiled loop splits its tasks over two threads of
+its own while torch's small tensor ops around it stay on one (`--torch-threads`); the PyTorch
+loop gets two torch threads.
 
     OMP_NUM_THREADS=1 .venv/bin/python -m benchmarks.reptile_speed          # about 3 minutes
     OMP_NUM_THREADS=1 .venv/bin/python -m benchmarks.reptile_speed --quick  # seconds
@@ -66,7 +68,8 @@ RAW_COLUMNS = ["method", "B", "outer", "outer_lr", "outer_steps", "task_adaptati
 # Inner-loop implementations: `meta_train`'s PyTorch loop and the compiled CPU loop
 # (`metaprior.cpu_kernel`), which `meta_train` uses by default where it applies.
 PATHS = ("pytorch", "compiled")
-ENV = ("METAPRIOR_CPU_KERNEL", "METAPRIOR_CPU_VARIANT")  # set per run, restored after
+# set per run, restored after
+ENV = ("METAPRIOR_CPU_KERNEL", "METAPRIOR_CPU_VARIANT", "METAPRIOR_CPU_THREADS")
 
 
 # ---- the sequential reference -------------------------------------------------------------
@@ -138,10 +141,13 @@ def few_shot_scores(prior: MetaPrior, shots, n_tasks: int) -> dict:
 def run(adaptations: int, batch_sizes: list[int], extra_lr: float, shots, n_tasks: int,
         seed: int, threads: int = 1, adam_lr: float = ADAM_OUTER_LR,
         paths: tuple[str, ...] = PATHS, outers: tuple[str, ...] = OUTERS,
-        reference: pd.DataFrame | None = None, variant: str = "auto") -> pd.DataFrame:
+        reference: pd.DataFrame | None = None, variant: str = "auto",
+        torch_threads: int = 1) -> pd.DataFrame:
     """All rows; with `reference` (an earlier run's rows, same seed and budget) its rows are kept
     and its sequential run is reused instead of rerun. `variant`: the compiled loop's
-    (`metaprior.cpu_kernel.CHOICES` less "pytorch")."""
+    (`metaprior.cpu_kernel.CHOICES` less "pytorch"). `threads`: the PyTorch loop's torch
+    threads, and the compiled loop's own (`METAPRIOR_CPU_THREADS`) with torch at
+    `torch_threads` around it."""
     cpu = cpu_description()
     family = Logistic()
     base = ReptileConfig.seed()  # B=1, 100-point grid, 50 SGD steps at 0.02, eps 0.1 annealed
@@ -184,7 +190,11 @@ def run(adaptations: int, batch_sizes: list[int], extra_lr: float, shots, n_task
         os.environ["METAPRIOR_CPU_VARIANT"] = compiled if path == "compiled" else "pytorch"
         assert cpu_kernel.variant() == os.environ["METAPRIOR_CPU_VARIANT"]
         c0 = time.process_time()
-        torch.set_num_threads(threads)  # the batched trainer's bmm can use both cores
+        if path == "compiled":  # its own threads; torch's tiny ops around it gain nothing
+            os.environ["METAPRIOR_CPU_THREADS"] = str(threads)
+            torch.set_num_threads(torch_threads)
+        else:  # the batched trainer's bmm can use both cores
+            torch.set_num_threads(threads)
         prior = meta_train(family, cfg, seed=seed, progress=False, shift_prior=False)
         torch.set_num_threads(1)
         cpu_s = time.process_time() - c0  # includes the family statistics: milliseconds
@@ -218,8 +228,13 @@ def main(argv=None) -> pd.DataFrame:
     parser.add_argument("--adaptations", type=int, default=None,
                         help="task adaptations per run (default 1000, 100 with --quick)")
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--torch-threads", type=int, default=1,
+                        help="torch's threads in the compiled rows, for the small tensor ops "
+                             "around the compiled loop (under load 2 threads made them 7x "
+                             "slower through OpenMP's barriers)")
     parser.add_argument("--threads", type=int, default=1,
-                        help="torch threads for the batched trainer (the reference uses 1: "
+                        help="threads for the batched trainer: torch's for the PyTorch loop, "
+                             "the compiled loop's own for the compiled one (the reference uses 1: "
                              "a tiny nn.Module gains nothing from more); compare wall time")
     parser.add_argument("--batch-sizes", type=int, nargs="+", default=None,
                         help="tasks per outer step (default 1 10 100 1000; 1 10 100 with --quick)")
@@ -260,7 +275,8 @@ def main(argv=None) -> pd.DataFrame:
             raise SystemExit(f"{args.reference}: its sequential run is not seed {args.seed} "
                              f"with {adaptations} adaptations")
     df = run(adaptations, batch_sizes, extra_lr=1.0, shots=shots, n_tasks=n_tasks,
-             seed=args.seed, threads=args.threads, paths=tuple(args.paths),
+             seed=args.seed, threads=args.threads, torch_threads=args.torch_threads,
+             paths=tuple(args.paths),
              outers=tuple(args.outers), reference=reference, variant=args.variant)
 
     args.out.parent.mkdir(parents=True, exist_ok=True)
