@@ -2,6 +2,9 @@
 
 Everything is learned from the family's training split only and cached under a directory, so
 worker processes load it instead of training it again.
+
+Family names (built-ins, YAHPO scenarios, "<scenario>-typed") come from the package's registry,
+`metaprior.tasks.get_family`.
 """
 
 from __future__ import annotations
@@ -17,25 +20,8 @@ from benchmarks.methods import Context
 from metaprior.shift import attach_shift_prior
 from metaprior.tasks import TableFamily, TaskFamily, get_family
 
-YAHPO_FAMILIES = ("lcbench", "rbv2_rpart")
-# The same scenarios over their real typed spaces (`YahpoTypedFamily`): "<scenario>-typed".
-TYPED_SUFFIX = "-typed"
 SOURCE_TASKS = 64  # training tasks given to RGPE and FSBO (all of them for tables, if fewer)
 SOURCE_POINTS = 64  # points per source task
-
-
-def build_family(name: str, yahpo_dir: str | None = None) -> TaskFamily:
-    """A built-in family, or a YAHPO family (data from `yahpo_dir` or METAPRIOR_YAHPO_DATA),
-    as a box or, named "<scenario>-typed", over its typed space."""
-    if name.endswith(TYPED_SUFFIX) and name[: -len(TYPED_SUFFIX)] in YAHPO_FAMILIES:
-        from metaprior.tasks.yahpo_typed import YahpoTypedFamily
-
-        return YahpoTypedFamily(name[: -len(TYPED_SUFFIX)], data_dir=yahpo_dir)
-    if name in YAHPO_FAMILIES:
-        from metaprior.tasks.yahpo import YahpoFamily
-
-        return YahpoFamily(name, data_dir=yahpo_dir)
-    return get_family(name)
 
 
 def prior_config(family: TaskFamily, quick: bool = False) -> mp.ReptileConfig:
@@ -63,7 +49,7 @@ def build_context(name: str, cache_dir: str | os.PathLike, methods: list[str],
     """Train whatever `methods` need for family `name` and cache it in `cache_dir`."""
     cache = Path(cache_dir)
     cache.mkdir(parents=True, exist_ok=True)
-    family = build_family(name, yahpo_dir)
+    family = get_family(name, yahpo_dir)
     prior_path = cache / f"{name}.prior"
     if not prior_path.exists():
         prior = mp.meta_train(family, prior_config(family, quick), seed=0, progress=progress,
@@ -93,7 +79,7 @@ def build_context(name: str, cache_dir: str | os.PathLike, methods: list[str],
 def load_context(name: str, cache_dir: str, yahpo_dir: str | None = None) -> Context:
     """The cached `Context` of family `name` (built by `build_context`)."""
     cache = Path(cache_dir)
-    family = build_family(name, yahpo_dir)
+    family = get_family(name, yahpo_dir)
     ctx = Context(family=family, prior=mp.MetaPrior.load(cache / f"{name}.prior"))
     src_path = cache / f"{name}.source.pkl"
     if src_path.exists():

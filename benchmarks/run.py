@@ -26,20 +26,22 @@ import torch
 from tqdm.auto import tqdm
 
 from benchmarks.context import build_context, held_out, load_context
-from benchmarks.harm import harm_tasks
 from benchmarks.methods import METHODS, make_method
+from metaprior.tasks import BUILTIN_FAMILIES, YAHPO_SCENARIOS, mismatched_tasks
 
 COLUMNS = ["family", "task", "seed", "method", "iteration", "y", "best", "regret", "seconds",
            "block", "prior_trust", "commit"]
 BLOCKS = ("help", "harm")
-ALL_FAMILIES = ("logistic", "sinusoid", "forrester", "branin", "hartmann3", "hartmann6",
-                "lcbench", "rbv2_rpart")
+# The standard protocol's families (../shared/DESIGN.md), from the package's registry: every
+# built-in but "mixed" (a typed-space family outside the protocol), then the YAHPO
+# scenarios as boxes.
+ALL_FAMILIES = (*(name for name in BUILTIN_FAMILIES if name != "mixed"), *YAHPO_SCENARIOS)
 
 
 def block_tasks(family, block: str, n_tasks: int) -> list:
     """The tasks of a block: the family's held-out tasks ("help") or tasks unlike it ("harm")."""
     if block == "harm":
-        return harm_tasks(family, n_tasks)
+        return mismatched_tasks(family, n_tasks)
     return held_out(family, n_tasks)
 
 

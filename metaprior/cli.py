@@ -19,7 +19,6 @@ from metaprior.config import OUTER_OPTIMIZERS
 from metaprior.errors import ConfigError, MetaPriorError, TaskFamilyError
 
 PROG = "metaprior"
-YAHPO_FAMILIES = ("lcbench", "rbv2_rpart")
 EXIT_INTERRUPTED = 130  # the shell's convention for SIGINT
 
 
@@ -44,23 +43,6 @@ def is_out_of_memory(e: BaseException) -> bool:
 
 
 # ---- helpers ---------------------------------------------------------------------------
-def resolve_family(name: str, data_dir: str | None = None):
-    """A built-in family, or a YAHPO scenario (imported only when asked for)."""
-    from metaprior.tasks.registry import get_family
-
-    if str(name).lower() in YAHPO_FAMILIES:
-        try:
-            from metaprior.tasks.yahpo import YahpoFamily
-        except ImportError as e:
-            raise TaskFamilyError(f"family {name!r} needs metaprior.tasks.yahpo "
-                                  f"(and onnxruntime): {e}") from None
-        return YahpoFamily(str(name).lower(), data_dir=data_dir)
-    try:
-        return get_family(name)
-    except TaskFamilyError as e:
-        raise TaskFamilyError(f"{e}; YAHPO scenarios: {list(YAHPO_FAMILIES)}") from None
-
-
 def parse_hidden(text: str) -> tuple[int, ...]:
     """'32,32,32' -> (32, 32, 32)."""
     try:
@@ -216,7 +198,9 @@ def resolve_train_family(args):
         raise CommandError(f"--{given[0]} goes with --table (a table of runs)")
     if args.family is None:
         raise CommandError("give FAMILY (a built-in family or YAHPO scenario) or --table runs.csv")
-    return resolve_family(args.family, args.data_dir)
+    from metaprior.tasks.registry import get_family
+
+    return get_family(args.family, args.data_dir)
 
 
 # ---- train -----------------------------------------------------------------------------
@@ -368,11 +352,12 @@ def parse_shots(text: str) -> list[int]:
 
 def cmd_eval(args) -> int:
     from metaprior.meta.evaluate import evaluate_few_shot, few_shot_table
+    from metaprior.tasks.registry import get_family
 
     prior, path = load_prior(args.path)
     name = args.family or prior.family
     try:
-        family = resolve_family(name, args.data_dir)
+        family = get_family(name, args.data_dir)
     except TaskFamilyError as e:
         if args.family is None:
             raise TaskFamilyError(f"the prior's family {name!r} is not built in; pass --family "
@@ -486,8 +471,9 @@ def build_parser() -> argparse.ArgumentParser:
                        description="Meta-train a prior with batched Reptile. Options left out "
                                    "keep the preset's value (see `ReptileConfig`).")
     t.add_argument("family", metavar="FAMILY", nargs="?",
-                   help="logistic, sinusoid, forrester, branin, hartmann3, hartmann6, or the "
-                        "YAHPO scenarios lcbench, rbv2_rpart (or --table instead)")
+                   help="a built-in family (e.g. branin) or a YAHPO scenario (e.g. lcbench, or "
+                        "lcbench-typed over its typed space); an unknown name lists them all "
+                        "(or --table instead)")
     t.add_argument("--table", metavar="RUNS", help="train on a table of past runs (.csv or "
                    ".parquet, one row per evaluation) instead of FAMILY")
     t.add_argument("--task", metavar="COL", help="with --table: the column naming each row's task")
@@ -524,7 +510,8 @@ def build_parser() -> argparse.ArgumentParser:
     t.add_argument("--device", help="cpu (default), cuda, cuda:1, ...")
     t.add_argument("--seed", type=int, default=0, help="random seed (default 0)")
     t.add_argument("--log-dir", metavar="DIR", help="write TensorBoard scalars here")
-    t.add_argument("--data-dir", metavar="DIR", help="YAHPO data folder (lcbench, rbv2_rpart)")
+    t.add_argument("--data-dir", metavar="DIR",
+                   help="YAHPO data folder (default $METAPRIOR_YAHPO_DATA)")
     t.add_argument("--no-progress", action="store_true", help="hide the progress bar")
     t.set_defaults(func=cmd_train)
 

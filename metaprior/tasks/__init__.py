@@ -1,8 +1,15 @@
 """Task families: many related minimisation problems over one box."""
 
 from metaprior.tasks.family import Task, TaskBatch, TaskFamily
+from metaprior.tasks.mismatch import mismatched_tasks
 from metaprior.tasks.mixed import MIXED_SPACE, MixedTraining
-from metaprior.tasks.registry import BUILTIN_FAMILIES, get_family
+from metaprior.tasks.registry import (
+    BUILTIN_FAMILIES,
+    TYPED_SUFFIX,
+    YAHPO_SCENARIOS,
+    family_names,
+    get_family,
+)
 from metaprior.tasks.synthetic import (
     Branin,
     Forrester,
@@ -27,5 +34,9 @@ __all__ = [
     "Task",
     "TaskBatch",
     "TaskFamily",
+    "TYPED_SUFFIX",
+    "YAHPO_SCENARIOS",
+    "family_names",
     "get_family",
+    "mismatched_tasks",
 ]

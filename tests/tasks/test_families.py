@@ -16,6 +16,7 @@ from metaprior.tasks import (
     Hartmann,
     Logistic,
     Sinusoid,
+    family_names,
     get_family,
 )
 from metaprior.tasks.family import make_generator
@@ -205,9 +206,25 @@ def test_bad_bounds(bounds, needle):
 
 
 def test_unknown_family_name():
-    with pytest.raises(TaskFamilyError, match="'rosenbrock'.*branin"):
+    with pytest.raises(TaskFamilyError, match="'rosenbrock'.*branin.*lcbench.*-typed"):
         get_family("rosenbrock")
     assert get_family("BRANIN").name == "branin"
+    with pytest.raises(TaskFamilyError, match="'lcbench-boxed'"):  # only the one suffix
+        get_family("lcbench-boxed")
+
+
+def test_registry_names_every_family_it_builds(monkeypatch):
+    names = family_names()
+    assert len(set(names)) == len(names)
+    assert {"branin", "lcbench", "rbv2_rpart", "lcbench-typed"} <= set(names)
+    assert family_names(yahpo=False, typed=False) == list(BUILTIN_FAMILIES)
+    for name in family_names(yahpo=False, typed=False):
+        assert get_family(name).name == name
+    # The YAHPO names reach the YAHPO families: without a data folder they say how to give one.
+    monkeypatch.delenv("METAPRIOR_YAHPO_DATA", raising=False)
+    for name in set(names) - set(BUILTIN_FAMILIES):
+        with pytest.raises(TaskFamilyError, match="no YAHPO data folder"):
+            get_family(name.upper())
 
 
 def test_bad_sample_arguments():

@@ -1,4 +1,9 @@
-"""The harm block: each family's prior on tasks unlike its family, in the family's own box.
+"""Tasks unlike a family, in the family's own box: does a prior of the family do harm there?
+
+A prior is a hypothesis that a new task resembles its family. `mismatched_tasks` builds tasks
+where it does not, to check that BO with the prior falls back to uninformed BO's behaviour
+(`Optimizer.prior_trust` falls) instead of chasing the prior's minimum; the benchmark's harm
+block and `metaprior demo` run on them.
 
 Three kinds of mismatch, cycled over the tasks (task i has kind `KINDS[i % 3]`):
 - "other": another landscape in the same box, a random smooth function (random Fourier
@@ -8,8 +13,8 @@ Three kinds of mismatch, cycled over the tasks (task i has kind `KINDS[i % 3]`):
 - "far": a held-out task translated by half the box in every dimension (random signs), five
   times the family's largest translation.
 
-A task's y* is the best of dense random points polished by L-BFGS-B, and y_max the dense
-maximum, as for the help block's synthetic tasks.
+A task's y* (`Task.y_min`) is the best of dense random points polished by L-BFGS-B, and y_max
+the dense maximum, so that normalised regret is defined as on the family's own tasks.
 """
 
 from __future__ import annotations
@@ -83,8 +88,9 @@ def _mismatch(kind: str, base: Task, bounds: Tensor, generator: torch.Generator)
     return lambda X: mean + std * landscape(box_to_unit(X, bounds))
 
 
-def harm_tasks(family: TaskFamily, n_tasks: int, seed: int = 0) -> list[Task]:
-    """`n_tasks` evaluable tasks unlike `family`, in its box (see the module docstring)."""
+def mismatched_tasks(family: TaskFamily, n_tasks: int, seed: int = 0) -> list[Task]:
+    """`n_tasks` evaluable tasks unlike `family`, in its box (see the module docstring), built
+    from the family's held-out tasks of `seed`; the same arguments give the same tasks."""
     if n_tasks < 1:
         raise TaskFamilyError(f"n_tasks must be >= 1 (got {n_tasks})")
     bases = family.held_out_tasks(n_tasks, seed=seed)
@@ -92,6 +98,8 @@ def harm_tasks(family: TaskFamily, n_tasks: int, seed: int = 0) -> list[Task]:
     tasks = []
     for i, base in enumerate(bases):
         kind = KINDS[i % len(KINDS)]
+        # "harm" in the stream and the names: the benchmark's committed runs (resumed and
+        # reproduced by task name) were made with them, so they must not change.
         g = make_generator(seed, "harm", family.name, i)
         fn = _mismatch(kind, base, bounds, g)
         y_min, y_max = _range(fn, bounds, g)

@@ -1,0 +1,33 @@
+"""The benchmark's blocks of tasks and its warm-start ablation."""
+
+from __future__ import annotations
+
+import torch
+from gp_helpers import forrester_prior
+
+from benchmarks.methods import WarmStartBO
+from benchmarks.run import COLUMNS, block_tasks
+from metaprior.optim import default_n_init
+from metaprior.tasks import Branin, Forrester, mismatched_tasks
+from metaprior.zero_shot import prior_minimizer
+
+
+def test_blocks_are_the_held_out_tasks_and_the_mismatched_ones():
+    fam = Branin()
+    assert [t.name for t in block_tasks(fam, "help", 2)] == [
+        t.name for t in fam.held_out_tasks(2, seed=0)]
+    assert [t.name for t in block_tasks(fam, "harm", 2)] == [
+        t.name for t in mismatched_tasks(fam, 2)]
+
+
+def test_warm_start_ablation_starts_at_the_zero_shot_point_then_plain_bo():
+    task = Forrester().held_out_tasks(1, seed=0)[0]
+    prior = forrester_prior()
+    opt = WarmStartBO(task.bounds, prior, seed=0, num_restarts=2, raw_samples=32)
+    for _ in range(default_n_init(1) + 1):
+        X = opt.ask()
+        opt.tell(X, task(X))
+    torch.testing.assert_close(opt.train_X[0], prior_minimizer(prior, task.bounds, seed=0))
+    assert opt.history["source"].tolist() == ["prior", "sobol", "bo"]
+    assert opt.prior is None and opt.prior_trust == 0.0
+    assert {"block", "prior_trust", "commit"} <= set(COLUMNS)
