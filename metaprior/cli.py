@@ -400,14 +400,19 @@ def cmd_list(args) -> int:
     return 0
 
 
-# ---- bench and demo (thin forwards to the repository's benchmarks/) ----------------------
+# ---- bench and demo ----------------------------------------------------------------------
+# The folder above the package: in a clone of the repository it holds benchmarks/; an installed
+# package's (site-packages) does not, and `bench` says so.
+REPOSITORY = Path(__file__).resolve().parents[1]
+
+
 def import_benchmarks(module: str):
-    """`benchmarks.<module>`; benchmarks/ is a folder of the repository, not installed."""
+    """`benchmarks.<module>` of the repository (benchmarks/ is not part of the installed
+    package); a one-line `CommandError` where it cannot be imported."""
     import importlib
 
-    root = Path(__file__).resolve().parents[1]
-    if (root / "benchmarks").is_dir() and str(root) not in sys.path:
-        sys.path.insert(0, str(root))
+    if (REPOSITORY / "benchmarks").is_dir() and str(REPOSITORY) not in sys.path:
+        sys.path.insert(0, str(REPOSITORY))
     try:
         return importlib.import_module(f"benchmarks.{module}")
     except ModuleNotFoundError as e:
@@ -419,32 +424,33 @@ def import_benchmarks(module: str):
         ) from None
 
 
-def forward(module: str, rest: list[str], description: str) -> int:
-    if rest and rest[0] == "--":
-        rest = rest[1:]
-    try:
-        main = import_benchmarks(module).main
-    except CommandError:
-        if "-h" in rest or "--help" in rest:
-            print(f"usage: {PROG} {module.replace('run', 'bench')} [ARGS ...]\n\n{description}")
-            return 0
-        raise
-    # always a list: main(None) would parse sys.argv, which still holds the subcommand
-    return int(main(list(rest)) or 0)
+def forwarded(args) -> list[str]:
+    """The arguments after `bench` or `demo`, without a leading `--`; always a list, since
+    main(None) would parse sys.argv, which still holds the subcommand."""
+    rest = list(args.rest)
+    return rest[1:] if rest[:1] == ["--"] else rest
 
 
 def cmd_bench(args) -> int:
-    return forward("run", args.rest, BENCH_HELP)
+    rest = forwarded(args)
+    try:
+        main = import_benchmarks("run").main
+    except CommandError:
+        if "-h" in rest or "--help" in rest:
+            print(f"usage: {PROG} bench [ARGS ...]\n\n{BENCH_HELP}")
+            return 0
+        raise
+    return int(main(rest) or 0)
 
 
 def cmd_demo(args) -> int:
-    return forward("demo", args.rest, DEMO_HELP)
+    from metaprior.demo import main
+
+    return int(main(forwarded(args)) or 0)
 
 
 BENCH_HELP = ("Run the benchmark protocol: forwards every argument to benchmarks/run.py "
               "(in a clone of the repository); `metaprior bench --help` shows its options.")
-DEMO_HELP = ("A short demonstration (what `make demo` runs): meta-train a small prior and "
-             "compare BO with and without it; forwards to benchmarks/demo.py.")
 
 
 # ---- the parser ------------------------------------------------------------------------
@@ -544,7 +550,7 @@ def build_parser() -> argparse.ArgumentParser:
                        description=BENCH_HELP, add_help=False)
     b.set_defaults(func=cmd_bench)
     d = sub.add_parser("demo", help="a short demonstration (what `make demo` runs)",
-                       description=DEMO_HELP, add_help=False)
+                       add_help=False)  # metaprior.demo parses its own options
     d.set_defaults(func=cmd_demo)
 
     sv = sub.add_parser("serve", help="serve families, priors and studies over HTTP",

@@ -117,6 +117,22 @@ def test_help_on_every_subcommand(tmp_path):
     assert proc.returncode == 0 and proc.stdout.strip() == "ok", proc.stderr
 
 
+def test_bench_without_the_repository_says_so_in_one_line(tmp_path):
+    # An installed package has no benchmarks/ above it: point the command's idea of the
+    # repository at an empty folder and run from it, where `benchmarks` cannot be imported.
+    script = ("import sys\n"
+              "from pathlib import Path\n"
+              "from metaprior import cli\n"
+              "cli.REPOSITORY = Path.cwd()\n"
+              "assert cli.main(['bench', '--help']) == 0\n"
+              "sys.exit(cli.main(['bench', '--families', 'branin']))\n")
+    env = {k: v for k, v in os.environ.items() if k not in ("PYTHONPATH", "METAPRIOR_DEBUG")}
+    proc = subprocess.run([sys.executable, "-c", script], cwd=tmp_path, capture_output=True,
+                          text=True, timeout=120, env=env)
+    assert proc.stdout.startswith("usage: metaprior bench"), proc.stdout
+    assert_one_line_error(proc, "benchmarks/run.py not found", "clone of the metaprior repository")
+
+
 def test_corrupt_prior_is_one_line_error(trained, tmp_path):
     data = (trained / "b.prior").read_bytes()
     (tmp_path / "bad.prior").write_bytes(data[: len(data) // 2])
