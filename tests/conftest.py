@@ -2,29 +2,19 @@
 
 from __future__ import annotations
 
-import dataclasses
 import os
 
 os.environ.setdefault("OMP_NUM_THREADS", "1")
 
 import pytest  # noqa: E402
 import torch  # noqa: E402
+from helpers import small_config  # noqa: E402
 
 from metaprior import cpu_kernel  # noqa: E402
-from metaprior.config import ReptileConfig  # noqa: E402
 from metaprior.meta.reptile import meta_train  # noqa: E402
 from metaprior.tasks import Logistic  # noqa: E402
 
 torch.set_num_threads(1)
-
-
-def small_config(**changes) -> ReptileConfig:
-    """A config that trains in about a second on one core (the seed's task setup, fewer steps)."""
-    base = dataclasses.replace(
-        ReptileConfig.seed(), outer_steps=60, tasks_per_step=8, inner_steps=5,
-        outer_optimizer="adam", outer_lr=0.003, checkpoint_every=10,
-    )
-    return dataclasses.replace(base, **changes)
 
 
 @pytest.fixture(scope="session", autouse=True)

@@ -9,7 +9,7 @@ import warnings
 import numpy as np
 import pytest
 import torch
-from gp_helpers import branin_prior, forrester_prior
+from helpers import branin_prior, forrester_prior
 
 from metaprior.errors import AdaptationWarning, ConfigError, InputDataError
 from metaprior.gp.evidence import fit_gp
@@ -87,6 +87,7 @@ def test_fixed_modes_warn_far_from_the_family(mode):
             MetaPriorModel(X, Y + OFFSET, prior, mode=mode)
 
 
+@pytest.mark.quality
 def test_trusted_model_falls_back_far_from_the_family():
     prior = branin_prior()
     _, X, Y = branin_data()
@@ -97,6 +98,7 @@ def test_trusted_model_falls_back_far_from_the_family():
     assert max_miss(model, X, Y + OFFSET) < 0.05 * prior.y_std  # mode "mean" alone: ~5,900
 
 
+@pytest.mark.quality
 def test_default_minimize_far_from_the_family_does_as_well_as_uninformed_bo():
     prior = branin_prior()
     task = Branin().held_out_tasks(1, seed=0)[0]

@@ -10,7 +10,7 @@ from __future__ import annotations
 import statistics
 
 import pytest
-from gp_helpers import branin_prior
+from helpers import branin_prior
 
 from metaprior.optim import minimize
 from metaprior.tasks import Branin
@@ -19,6 +19,7 @@ BUDGET = 5
 N_TASKS = 4
 SEEDS = (0, 1)
 FAST = {"num_restarts": 2, "raw_samples": 32}
+pytestmark = pytest.mark.quality  # every test here asserts BO's quality (see pyproject.toml)
 
 
 def median_regret(prior, mode: str = "mean") -> float:

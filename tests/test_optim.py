@@ -3,11 +3,12 @@
 from __future__ import annotations
 
 import math
+import time
 import warnings
 
 import pytest
 import torch
-from gp_helpers import branin_prior, forrester_prior
+from helpers import branin_prior, forrester_prior
 
 from metaprior.errors import ConfigError, InputDataError, OutOfBoundsWarning
 from metaprior.gp.trusted import PRIOR_PROBABILITY, TrustedPriorModel
@@ -63,16 +64,25 @@ def test_without_prior_sobol_design_then_bo():
 
 def test_history_tracks_the_minimum():
     task = forrester_task()
-    opt = run(Optimizer(task.bounds, prior=forrester_prior(), seed=0, **FAST), task.fn, 4)
+    prior = forrester_prior()  # trained (once) outside the timed run
+    t0 = time.perf_counter()
+    opt = run(Optimizer(task.bounds, prior=prior, seed=0, **FAST), task.fn, 4)
+    elapsed = time.perf_counter() - t0
     h = opt.history
     assert len(h) == 4 and h["iteration"].tolist() == [1, 2, 3, 4]
     torch.testing.assert_close(torch.tensor(h["best"].values), torch.tensor(h["y"].cummin().values))
     x_best, y_best = opt.best
     assert y_best == h["y"].min() == opt.train_Y.min().item()
     torch.testing.assert_close(task.fn(x_best.unsqueeze(0)).item(), y_best)
-    assert (h["seconds"] >= 0).all()
+    # seconds: the time of each point's ask, within the run's own (not cumulative, not in ms);
+    # a point told without an ask took none.
+    assert (h["seconds"] > 0).all() and h["seconds"].sum() <= elapsed
+    x = task.bounds.mean(0, keepdim=True)
+    opt.tell(x, task.fn(x))
+    assert opt.history["seconds"].iloc[-1] == 0.0 and not opt.history["asked"].iloc[-1]
 
 
+@pytest.mark.quality
 def test_bo_improves_on_the_zero_shot_point():
     """With a prior, 6 evaluations find a value within 2% of the range of the task's minimum."""
     task = forrester_task()
@@ -249,6 +259,7 @@ def test_prior_trust_is_reported_per_evaluation():
     assert fixed.prior_trust == 1.0 and (fixed.history["prior_trust"] == 1.0).all()
 
 
+@pytest.mark.quality
 def test_on_a_negated_task_trust_falls_and_the_model_becomes_uninformed_bo():
     """The fallback: the prior's landscape upside down is soon distrusted, and the model that
     proposes the next point is (up to the small weight left) uninformed BO's GP."""

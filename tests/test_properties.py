@@ -16,7 +16,7 @@ import warnings
 import numpy as np
 import pytest
 import torch
-from gp_helpers import random_prior
+from helpers import random_prior
 
 hypothesis = pytest.importorskip("hypothesis")
 from hypothesis import HealthCheck, given, settings  # noqa: E402

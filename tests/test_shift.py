@@ -10,7 +10,7 @@ import dataclasses
 
 import pytest
 import torch
-from gp_helpers import branin_prior, quick_config
+from helpers import branin_prior, quick_config
 
 from metaprior.errors import ConfigError, InputDataError
 from metaprior.meta.reptile import meta_train

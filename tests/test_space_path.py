@@ -13,8 +13,7 @@ import numpy as np
 import pandas as pd
 import pytest
 import torch
-from conftest import small_config
-from gp_helpers import random_prior
+from helpers import MIXED, random_prior, runs_table, small_config
 
 from metaprior.config import ReptileConfig
 from metaprior.errors import ConfigError, InputDataError, PriorFileError, TaskFamilyError
@@ -27,9 +26,6 @@ from metaprior.space import Categorical, Float, Int, SearchSpace
 from metaprior.tasks import Logistic, TableFamily
 from metaprior.tasks.family import make_generator
 from metaprior.typed_acquisition import one_hot_combinations, project_model_points
-
-MIXED = SearchSpace([Float("lr", 1e-4, 1e-1, log=True), Int("layers", 1, 4),
-                     Categorical("opt", ["adam", "sgd", 3, True])])
 
 
 def typed_prior(space: SearchSpace = MIXED, seed: int = 0) -> MetaPrior:
@@ -128,19 +124,6 @@ def test_meta_train_stores_the_family_space(tmp_path):
 
 
 # ---- Step 2: TableFamily over a space -----------------------------------------------------
-def runs_table(n_tasks: int = 12, rows: int = 6, seed: int = 0) -> pd.DataFrame:
-    """Raw runs over `MIXED`: a learning rate, a layer count and an optimizer per row."""
-    rng = np.random.default_rng(seed)
-    n = n_tasks * rows
-    lr = 10 ** rng.uniform(-4, -1, n)
-    layers = rng.integers(1, 5, n)
-    opt = np.array(["adam", "sgd", 3, True], dtype=object)[rng.integers(0, 4, n)]
-    task = np.repeat([f"d{i}" for i in range(n_tasks)], rows)
-    shift = np.repeat(rng.normal(size=n_tasks), rows)
-    y = (np.log10(lr) + 2.5 + shift) ** 2 + 0.1 * layers + np.array([o == "sgd" for o in opt])
-    return pd.DataFrame({"dataset": task, "lr": lr, "layers": layers, "opt": opt, "loss": y})
-
-
 def test_table_family_encodes_raw_columns_once():
     df = runs_table()
     fam = TableFamily.from_dataframe(df, task="dataset", space=MIXED, output="loss", test_tasks=["d0"])

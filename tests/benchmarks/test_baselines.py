@@ -175,6 +175,7 @@ def run_bo(opt, task, lo, hi, budget: int) -> float:
     return (opt.Y.min().item() - task.y_min) / (task.y_max - task.y_min)
 
 
+@pytest.mark.quality
 def test_transfer_baselines_beat_random_search_on_forrester(forrester_source, fsbo_prior):
     family = Forrester()
     lo, hi = family.bounds

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import torch
-from gp_helpers import forrester_prior
+from helpers import forrester_prior
 
 from benchmarks.methods import WarmStartBO
 from benchmarks.run import COLUMNS, block_tasks

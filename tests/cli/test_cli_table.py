@@ -12,7 +12,7 @@ import os
 from pathlib import Path
 
 import pytest
-from test_space_path import runs_table
+from helpers import runs_table
 
 from metaprior.cli import main
 from metaprior.optim import Optimizer

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import pytest
 import torch
-from gp_helpers import random_prior
 from gpytorch.kernels import MaternKernel, ScaleKernel
+from helpers import random_prior
 
 from metaprior.gp import FrozenNetwork, NetworkFeatureKernel, feature_kernel
 

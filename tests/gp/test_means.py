@@ -5,8 +5,8 @@ from __future__ import annotations
 import unittest
 
 import torch
-from gp_helpers import random_prior
 from gpytorch.test.base_mean_test_case import BaseMeanTestCase
+from helpers import random_prior
 
 from metaprior.gp import FrozenNetwork, NetworkMean
 from metaprior.gp.particles import ShiftEnsemble

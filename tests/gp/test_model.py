@@ -15,8 +15,8 @@ from botorch.acquisition import (
 from botorch.fit import fit_gpytorch_mll
 from botorch.optim import optimize_acqf
 from botorch.sampling import SobolQMCNormalSampler
-from gp_helpers import branin_prior, forrester_prior
 from gpytorch.mlls import ExactMarginalLogLikelihood
+from helpers import branin_prior, forrester_prior
 
 from metaprior.errors import ConfigError, InputDataError
 from metaprior.gp import MODES as ALL_MODES

@@ -15,8 +15,8 @@ from botorch.optim import optimize_acqf
 from botorch.posteriors.fully_bayesian import GaussianMixturePosterior
 from botorch.sampling import SobolQMCNormalSampler
 from botorch.utils.transforms import is_ensemble
-from gp_helpers import branin_prior
 from gpytorch.mlls import ExactMarginalLogLikelihood
+from helpers import branin_prior
 
 import metaprior as mp
 from metaprior.errors import ConfigError

@@ -14,7 +14,7 @@ from botorch.acquisition import (
 from botorch.models import SingleTaskGP
 from botorch.optim import optimize_acqf
 from botorch.sampling import SobolQMCNormalSampler
-from gp_helpers import branin_prior
+from helpers import branin_prior
 from torch.quasirandom import SobolEngine
 
 from metaprior.errors import ConfigError, InputDataError
@@ -62,6 +62,7 @@ def test_trust_from_evidence():
     assert trust_from_evidence(-math.inf, -math.inf, 0.3) == 0.3
 
 
+@pytest.mark.quality
 @pytest.mark.parametrize("scheme", ["prequential", "loo"])
 def test_trust_is_high_on_a_task_of_the_family_and_low_on_its_negation(scheme):
     prior, task = branin_prior(), help_task()
@@ -73,6 +74,7 @@ def test_trust_is_high_on_a_task_of_the_family_and_low_on_its_negation(scheme):
     assert harmed.prior_trust < 0.2
 
 
+@pytest.mark.quality
 def test_negated_task_posterior_follows_the_data_not_the_network():
     prior, task = branin_prior(), help_task()
     X = branin_points(10)
@@ -189,6 +191,7 @@ def test_prequential_predictions_match_conditioning_on_the_past():
         torch.testing.assert_close(variance[k], K[k, k] - kk @ Kinv @ kk)
 
 
+@pytest.mark.quality
 def test_weighted_mode_fits_a_low_weight_on_a_negated_task():
     prior, task = branin_prior(), help_task()
     X = branin_points(10)

@@ -6,7 +6,7 @@ import dataclasses
 
 import pytest
 import torch
-from conftest import small_config
+from helpers import small_config
 
 from metaprior.adaptation import adapt_batched, n_epochs, order_keys
 from metaprior.config import OUTER_MOMENTUM, ReptileConfig
@@ -172,6 +172,7 @@ def test_anneal_shrinks_late_steps():
     assert last.norm() < 0.5 * unannealed.norm()
 
 
+@pytest.mark.quality
 def test_meta_init_beats_random_init(logistic_prior):
     df = evaluate_few_shot(logistic_prior, Logistic(), shots=range(1, 11), n_tasks=32, seed=1)
     mse = df.groupby("method").mse.mean()

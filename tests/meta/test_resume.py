@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pytest
 import torch
-from conftest import small_config
+from helpers import small_config
 
 from metaprior.errors import CheckpointError
 from metaprior.meta.reptile import meta_train

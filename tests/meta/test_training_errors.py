@@ -8,7 +8,7 @@ import math
 
 import pytest
 import torch
-from conftest import small_config
+from helpers import small_config
 
 from metaprior.errors import CheckpointError, ConfigError, TaskFamilyError, TrainingDivergedError
 from metaprior.meta.checkpoint import CheckpointLock

@@ -1,7 +1,6 @@
-"""Small priors shared by the GP, optimiser and BO-quality tests (cached: trained once per run).
-
-The name avoids `helpers.py`, which other test folders may use; import it as
-`from gp_helpers import ...` (pytest puts `tests/` on `sys.path` through `tests/conftest.py`).
+"""What several test modules share: small configs and priors (each trained once per run), and a
+table of typed runs. Import it as `from helpers import ...` (pytest puts `tests/` on `sys.path`
+through `tests/conftest.py`); test modules never import each other or `conftest`.
 """
 
 from __future__ import annotations
@@ -12,16 +11,28 @@ import os
 
 os.environ.setdefault("OMP_NUM_THREADS", "1")
 
+import numpy as np  # noqa: E402
+import pandas as pd  # noqa: E402
 import torch  # noqa: E402
 
 from metaprior.config import ReptileConfig  # noqa: E402
 from metaprior.meta.reptile import meta_train  # noqa: E402
 from metaprior.nets import init_params  # noqa: E402
 from metaprior.prior import MetaPrior  # noqa: E402
+from metaprior.space import Categorical, Float, Int, SearchSpace  # noqa: E402
 from metaprior.tasks import Branin, Forrester  # noqa: E402
 from metaprior.tasks.family import make_generator  # noqa: E402
 
 torch.set_num_threads(1)
+
+
+def small_config(**changes) -> ReptileConfig:
+    """A config that trains in about a second on one core (the seed's task setup, fewer steps)."""
+    base = dataclasses.replace(
+        ReptileConfig.seed(), outer_steps=60, tasks_per_step=8, inner_steps=5,
+        outer_optimizer="adam", outer_lr=0.003, checkpoint_every=10,
+    )
+    return dataclasses.replace(base, **changes)
 
 
 def quick_config(outer_steps: int) -> ReptileConfig:
@@ -51,3 +62,21 @@ def random_prior(dim: int, seed: int = 0, hidden: tuple[int, ...] = (16, 16)) ->
     params = init_params(dim, hidden, make_generator(seed, "random-prior", dim))
     bounds = torch.stack([torch.zeros(dim), torch.ones(dim)]).double()
     return MetaPrior(params, bounds, y_mean=1.5, y_std=2.0, config=cfg, family=f"random{dim}")
+
+
+# A typed space with every kind of parameter, and raw runs over it (a user's table of runs).
+MIXED = SearchSpace([Float("lr", 1e-4, 1e-1, log=True), Int("layers", 1, 4),
+                     Categorical("opt", ["adam", "sgd", 3, True])])
+
+
+def runs_table(n_tasks: int = 12, rows: int = 6, seed: int = 0) -> pd.DataFrame:
+    """Raw runs over `MIXED`: a learning rate, a layer count and an optimizer per row."""
+    rng = np.random.default_rng(seed)
+    n = n_tasks * rows
+    lr = 10 ** rng.uniform(-4, -1, n)
+    layers = rng.integers(1, 5, n)
+    opt = np.array(["adam", "sgd", 3, True], dtype=object)[rng.integers(0, 4, n)]
+    task = np.repeat([f"d{i}" for i in range(n_tasks)], rows)
+    shift = np.repeat(rng.normal(size=n_tasks), rows)
+    y = (np.log10(lr) + 2.5 + shift) ** 2 + 0.1 * layers + np.array([o == "sgd" for o in opt])
+    return pd.DataFrame({"dataset": task, "lr": lr, "layers": layers, "opt": opt, "loss": y})
