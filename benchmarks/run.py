@@ -27,15 +27,14 @@ from tqdm.auto import tqdm
 
 from benchmarks.context import build_context, held_out, load_context
 from benchmarks.methods import METHODS, make_method
-from metaprior.tasks import BUILTIN_FAMILIES, YAHPO_SCENARIOS, mismatched_tasks
+from metaprior.tasks import family_names, mismatched_tasks
 
 COLUMNS = ["family", "task", "seed", "method", "iteration", "y", "best", "regret", "seconds",
            "block", "prior_trust", "commit"]
 BLOCKS = ("help", "harm")
-# The standard protocol's families (../shared/DESIGN.md), from the package's registry: every
-# built-in but "mixed" (a typed-space family outside the protocol), then the YAHPO
-# scenarios as boxes.
-ALL_FAMILIES = (*(name for name in BUILTIN_FAMILIES if name != "mixed"), *YAHPO_SCENARIOS)
+# The standard protocol's families (../shared/DESIGN.md): the registry's box families, the
+# built-ins then the YAHPO scenarios.
+ALL_FAMILIES = tuple(family_names(typed=False))
 
 
 def block_tasks(family, block: str, n_tasks: int) -> list:

@@ -37,14 +37,19 @@ YAHPO_SCENARIOS: tuple[str, ...] = tuple(SCENARIOS)
 TYPED_SUFFIX = "-typed"
 
 
+# Built-ins over a typed space (`family.space` is not a box).
+TYPED_BUILTINS = ("mixed",)
+
+
 def family_names(yahpo: bool = True, typed: bool = True) -> list[str]:
-    """The names `get_family` knows: built-ins, then (with `yahpo`) the YAHPO scenarios, then
-    (with `typed`) "<scenario>-typed"."""
-    names = list(BUILTIN_FAMILIES)
+    """The names `get_family` knows: built-ins, then the YAHPO scenarios as boxes, then
+    "<scenario>-typed". `yahpo=False` leaves out every YAHPO family; `typed=False` every family
+    over a typed space ("mixed" and "<scenario>-typed"), keeping the boxes."""
+    names = [n for n in BUILTIN_FAMILIES if typed or n not in TYPED_BUILTINS]
     if yahpo:
         names += list(YAHPO_SCENARIOS)
-    if typed:
-        names += [s + TYPED_SUFFIX for s in YAHPO_SCENARIOS]
+        if typed:
+            names += [s + TYPED_SUFFIX for s in YAHPO_SCENARIOS]
     return names
 
 

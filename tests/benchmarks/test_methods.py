@@ -6,10 +6,16 @@ import torch
 from helpers import forrester_prior
 
 from benchmarks.methods import WarmStartBO
-from benchmarks.run import COLUMNS, block_tasks
+from benchmarks.run import ALL_FAMILIES, COLUMNS, block_tasks
 from metaprior.optim import default_n_init
 from metaprior.tasks import Branin, Forrester, mismatched_tasks
 from metaprior.zero_shot import prior_minimizer
+
+
+def test_the_standard_protocol_runs_the_eight_families_of_the_design():
+    # Derived from the registry: a new built-in family must not join the protocol unnoticed.
+    assert ALL_FAMILIES == ("logistic", "sinusoid", "forrester", "branin", "hartmann3",
+                            "hartmann6", "lcbench", "rbv2_rpart")
 
 
 def test_blocks_are_the_held_out_tasks_and_the_mismatched_ones():

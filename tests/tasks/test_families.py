@@ -217,9 +217,13 @@ def test_registry_names_every_family_it_builds(monkeypatch):
     names = family_names()
     assert len(set(names)) == len(names)
     assert {"branin", "lcbench", "rbv2_rpart", "lcbench-typed"} <= set(names)
-    assert family_names(yahpo=False, typed=False) == list(BUILTIN_FAMILIES)
-    for name in family_names(yahpo=False, typed=False):
-        assert get_family(name).name == name
+    assert family_names(yahpo=False) == list(BUILTIN_FAMILIES)
+    for name in family_names(yahpo=False):
+        family = get_family(name)
+        assert family.name == name
+        # typed=False keeps exactly the families over a box
+        assert family.space.is_box == (name in family_names(yahpo=False, typed=False))
+    assert family_names(typed=False)[-2:] == ["lcbench", "rbv2_rpart"]
     # The YAHPO names reach the YAHPO families: without a data folder they say how to give one.
     monkeypatch.delenv("METAPRIOR_YAHPO_DATA", raising=False)
     for name in set(names) - set(BUILTIN_FAMILIES):
