@@ -42,6 +42,7 @@ FLOOR = 1e-6  # the plot's log scale draws a regret of 0 here
 
 
 def parse_args(argv=None) -> argparse.Namespace:
+    """The demo's options (`metaprior demo --help`), with --quick's smaller defaults."""
     # The command's parser: a bad option is one line, as for every other subcommand.
     p = Parser(prog="metaprior demo", description=__doc__.split("\n\n")[0])
     p.add_argument("--out", default="demo_out", help="folder for the prior, runs and plot "
@@ -91,6 +92,7 @@ def block_tasks(block: str, n_tasks: int) -> list:
 
 @functools.lru_cache(maxsize=2)
 def load_prior(path: str) -> mp.MetaPrior:
+    """The prior file at `path`, read once per process."""
     return mp.MetaPrior.load(path)
 
 
