@@ -27,6 +27,8 @@ loop gets two torch threads.
     OMP_NUM_THREADS=1 .venv/bin/python -m benchmarks.reptile_speed --quick  # seconds
     OMP_NUM_THREADS=1 .venv/bin/python -m benchmarks.reptile_speed --variant avx2 \
         --batch-sizes 1 10 100 1000 --paths pytorch compiled --outers sgd
+    OMP_NUM_THREADS=1 .venv/bin/python -m benchmarks.reptile_speed --loop-only \
+        --dims 1 10 32 --batch-sizes 2 30 1000   # the inner loop alone, every variant
 """
 
 from __future__ import annotations
@@ -47,11 +49,14 @@ from torch import nn  # noqa: E402
 
 from benchmarks.machine import cpu_description  # noqa: E402
 from metaprior import cpu_kernel  # noqa: E402
+from metaprior.adaptation import adapt_batched, n_epochs, order_keys  # noqa: E402
 from metaprior.config import ReptileConfig  # noqa: E402
 from metaprior.meta.evaluate import evaluate_few_shot  # noqa: E402
 from metaprior.meta.reptile import meta_train, output_stats  # noqa: E402
+from metaprior.nets import init_params  # noqa: E402
 from metaprior.prior import MetaPrior  # noqa: E402
 from metaprior.tasks import Logistic  # noqa: E402
+from metaprior.tasks.family import make_generator  # noqa: E402
 
 RESULTS = Path(__file__).parent / "results" / "reptile_speed.csv"
 SEED_EPOCHS = 5  # the seed's "inner batch size": epochs over a task's points
@@ -222,6 +227,43 @@ def run(adaptations: int, batch_sizes: list[int], extra_lr: float, shots, n_task
     return df
 
 
+# ---- the inner loop alone ----------------------------------------------------------------
+def loop_only(batch_sizes: list[int], dims: list[int], repeats: int = 3, n: int = 100,
+              steps: int = 50, batch: int = 10) -> pd.DataFrame:
+    """Adaptations per CPU second of `adapt_batched` alone, on every inner loop this CPU runs.
+
+    Random networks (d -> 32 -> 32 -> 32 -> 1) and data, the seed's inner loop (n points, steps
+    SGD steps of `batch` points); the best of `repeats` timings of the calling thread's CPU
+    time, each loop timed in turn so that load drifts hit all alike.
+    """
+    loops = ["pytorch", *(v for v in cpu_kernel.supported() if cpu_kernel.load(v) is not None)]
+    saved = os.environ.get("METAPRIOR_CPU_VARIANT")
+    rows = []
+    try:
+        for d, B in itertools.product(dims, batch_sizes):
+            g = make_generator(0, "loop-only", d, B)
+            nets = [init_params(d, (32, 32, 32), g) for _ in range(B)]
+            params = [torch.stack(ps) for ps in zip(*nets, strict=True)]
+            X, Y = torch.rand(B, n, d, generator=g), torch.randn(B, n, generator=g)
+            mask = torch.ones(B, n, dtype=torch.bool)
+            keys = order_keys(n_epochs(steps, n, batch), B, n, g)
+            best = dict.fromkeys(loops, math.inf)
+            for _ in range(repeats):
+                for loop in loops:
+                    os.environ["METAPRIOR_CPU_VARIANT"] = loop
+                    c0 = time.thread_time()
+                    adapt_batched(params, X, Y, mask, keys, steps, batch, 0.02, "sgd", 10.0)
+                    best[loop] = min(best[loop], time.thread_time() - c0)
+            rows += [{"d": d, "B": B, "loop": loop, "adaptations_per_cpu_s": B / best[loop]}
+                     for loop in loops]
+    finally:
+        if saved is None:
+            os.environ.pop("METAPRIOR_CPU_VARIANT", None)
+        else:
+            os.environ["METAPRIOR_CPU_VARIANT"] = saved
+    return pd.DataFrame(rows)
+
+
 def main(argv=None) -> pd.DataFrame:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--quick", action="store_true", help="a tiny run (seconds)")
@@ -245,12 +287,32 @@ def main(argv=None) -> pd.DataFrame:
     parser.add_argument("--variant", choices=[c for c in cpu_kernel.CHOICES if c != "pytorch"],
                         default="auto",
                         help="the compiled loop's build (default: the widest this CPU runs)")
+    parser.add_argument("--loop-only", action="store_true",
+                        help="time the inner loop alone (adapt_batched, random networks and "
+                             "data) on every variant this CPU runs, at each B and --dims width")
+    parser.add_argument("--dims", type=int, nargs="+", default=[1],
+                        help="input widths for --loop-only")
     parser.add_argument("--reference", type=Path, default=None,
                         help="an earlier run's CSV (same seed and budget): keep its rows and "
                              "reuse its sequential run instead of rerunning it")
     parser.add_argument("--out", type=Path, default=RESULTS)
     args = parser.parse_args(argv)
     torch.set_num_threads(1)
+    if args.loop_only:
+        repeats = 1 if args.quick else 3
+        print(f"The inner loop alone (50 SGD steps of 10 of 100 points), adaptations per CPU "
+              f"second, best of {repeats}; torch {torch.__version__}, 1 thread; CPU: "
+              f"{cpu_description()}", flush=True)
+        df = loop_only(args.batch_sizes or [1, 10, 100, 1000], args.dims, repeats=repeats)
+        table = df.pivot(index=["d", "B"], columns="loop", values="adaptations_per_cpu_s")
+        for loop in table.columns.drop("pytorch"):
+            table[f"{loop} / pytorch"] = table[loop] / table["pytorch"]
+        print(table.round(1).to_string())
+        print(f"CPU: {cpu_description()}")
+        if args.out != RESULTS:
+            df.assign(cpu=cpu_description()).to_csv(args.out, index=False)
+            print(f"Wrote {args.out}")
+        return df
 
     quick = args.quick
     adaptations = args.adaptations or (100 if quick else 1000)

@@ -59,3 +59,14 @@ def test_the_forced_variant_runs_and_every_row_names_the_cpu(tmp_path):
                              "--out", str(tmp_path / "x.csv")])
     assert list(df.variant) == ["-", "pytorch", "avx2"]  # the sequential row has none
     assert df.cpu.nunique() == 1 and "(" in df.cpu.iloc[0]  # model (vector features)
+
+
+def test_the_loop_alone_is_timed_on_every_variant_this_cpu_runs(tmp_path):
+    from metaprior import cpu_kernel
+
+    out = tmp_path / "loop.csv"
+    df = reptile_speed.main(["--loop-only", "--quick", "--dims", "3", "--batch-sizes", "2",
+                             "--out", str(out)])
+    built = [v for v in cpu_kernel.supported() if cpu_kernel.load(v) is not None]
+    assert list(df.loop) == ["pytorch", *built]
+    assert (df.adaptations_per_cpu_s > 0).all() and out.exists()
