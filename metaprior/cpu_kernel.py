@@ -23,7 +23,7 @@ one thread (under load, OpenMP's barriers made those ops 7x slower on two thread
 and they outweighed the loop at B = 1000).
 
 Each variant is built on first use with `torch.utils.cpp_extension` (a C++ compiler and ninja;
-about 40 s) into `~/.cache/metaprior` (or `$METAPRIOR_CACHE`), then imported from there. If
+40-90 s) into `~/.cache/metaprior` (or `$METAPRIOR_CACHE`), then imported from there. If
 anything is missing or the build fails, `adapt_batched` uses the Python path; a failed build
 warns once.
 """
