@@ -30,6 +30,7 @@ import pandas as pd
 from metaprior.config import ReptileConfig
 from metaprior.errors import ConfigError, InputDataError
 from metaprior.prior import MetaPrior
+from metaprior.service.blobs import prior_from_bytes, prior_to_bytes
 from metaprior.service.errors import (
     JobFailedError,
     ServiceError,
@@ -37,7 +38,6 @@ from metaprior.service.errors import (
     error_for,
     error_for_status,
 )
-from metaprior.service.studies import prior_to_bytes
 from metaprior.space import SearchSpace
 
 DEFAULT_TIMEOUT = 60.0  # an ask fits a model under the study's lock: seconds, not minutes
@@ -134,8 +134,6 @@ class Client:
 
     def prior(self, family: str, version: int | None = None) -> MetaPrior:
         """A version of the family's prior (None: the current one) as a `MetaPrior`."""
-        from metaprior.service.studies import prior_from_bytes
-
         if version is None:
             version = self.family(family)["current_prior"]
             if version is None:

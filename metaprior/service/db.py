@@ -16,18 +16,14 @@ from __future__ import annotations
 
 import contextlib
 import json
-import os
 import time
-from collections.abc import Iterator
-from dataclasses import dataclass
-from pathlib import Path
+from collections.abc import Callable, Iterator
 
-from sqlalchemy import create_engine, event, func, select, update
-from sqlalchemy.engine import Engine, make_url
-from sqlalchemy.exc import ArgumentError, IntegrityError
+from sqlalchemy import Connection, func, select, update
+from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session, sessionmaker
 
-from metaprior.errors import ConfigError
+from metaprior.service.engine import DB_FILE, default_url, make_engine, normalize_url, storable
 from metaprior.service.errors import AlreadyExistsError, ConflictError, NotFoundError, StoreVersionError
 from metaprior.service.models import (
     SCHEMA_VERSION,
@@ -39,167 +35,35 @@ from metaprior.service.models import (
     StudyRow,
     TrialRow,
 )
-from metaprior.store import default_store
+from metaprior.service.records import (
+    Family,
+    Job,
+    PriorVersion,
+    Study,
+    Trial,
+    family_record,
+    job_record,
+    study_record,
+    trial_record,
+)
 
-DB_FILE = "service.db"
+__all__ = ["DB_FILE", "Family", "Job", "PriorVersion", "Store", "Study", "StudyLock", "Trial",
+           "default_url", "normalize_url"]
+
 # A worker that has not touched its running job for this long is taken for dead, and the job
 # may be claimed again (a kill -9 leaves no other trace).
 STALE_JOB_SECONDS = 120.0
-# SQLite waits this long for another process's write lock before it gives up: an ask holds the
-# lock for one model fit (about a second), so a minute is far beyond any honest wait.
-SQLITE_BUSY_SECONDS = 60.0
+
+
+
+def _v1_to_v2(conn: Connection) -> None:
+    """Index the jobs by state. (Plain SQL, which both backends speak: SQLAlchemy's own check
+    for an index looks in PostgreSQL's default schema, not the search path's.)"""
+    conn.exec_driver_sql("CREATE INDEX IF NOT EXISTS ix_jobs_state ON jobs (state, id)")
+
 
 # version -> function(connection) that migrates a store from that version to the next.
-MIGRATIONS: dict[int, object] = {}
-
-
-def default_url() -> str:
-    """`sqlite:///<store directory>/service.db` (the store directory of `metaprior.store`)."""
-    return f"sqlite:///{default_store() / DB_FILE}"
-
-
-def normalize_url(url: str) -> str:
-    """The SQLAlchemy URL of a store URL: `postgresql://` and `postgres://` use psycopg 3;
-    `sqlite:///path` as given. Anything else is a `ConfigError` naming the URL."""
-    if not isinstance(url, str) or not url:
-        raise ConfigError(f"store URL must be a non-empty string (got {url!r})")
-    for prefix in ("postgresql://", "postgres://", "postgresql+psycopg2://"):
-        if url.startswith(prefix):
-            url = "postgresql+psycopg://" + url[len(prefix):]
-    try:
-        parsed = make_url(url)
-    except ArgumentError:
-        raise ConfigError(f"store URL {url!r} is not a database URL; use sqlite:///path.db or "
-                          "postgresql://user:password@host/db") from None
-    if parsed.drivername not in ("sqlite", "sqlite+pysqlite", "postgresql+psycopg"):
-        raise ConfigError(f"store URL {url!r}: the store runs on sqlite:/// or postgresql:// "
-                          f"(got {parsed.drivername!r})")
-    if parsed.drivername.startswith("sqlite") and parsed.database in (None, "", ":memory:"):
-        raise ConfigError(f"store URL {url!r}: an in-memory SQLite store would be a different "
-                          "store in every process; give a file, sqlite:///path.db")
-    return url
-
-
-def make_engine(url: str) -> Engine:
-    """An engine for a normalised store URL, set up for the store's locking."""
-    if url.startswith("sqlite"):
-        path = make_url(url).database
-        Path(path).expanduser().parent.mkdir(parents=True, exist_ok=True)
-        engine = create_engine(url, connect_args={"timeout": SQLITE_BUSY_SECONDS,
-                                                  "check_same_thread": False})
-
-        @event.listens_for(engine, "connect")
-        def _connect(dbapi_connection, _record):
-            # SQLAlchemy, not the sqlite3 module, must issue BEGIN, so that a write transaction
-            # can ask for the write lock up front (see _begin).
-            dbapi_connection.isolation_level = None
-            cur = dbapi_connection.cursor()
-            cur.execute("PRAGMA journal_mode=WAL")  # readers never wait for the writer
-            cur.execute("PRAGMA synchronous=FULL")  # a commit survives a power cut too
-            cur.execute("PRAGMA foreign_keys=ON")
-            cur.close()
-
-        @event.listens_for(engine, "begin")
-        def _begin(conn):
-            # A deferred BEGIN that later writes can deadlock with another writer and fail at
-            # once; IMMEDIATE takes the write lock first, waiting up to the busy timeout.
-            mode = conn.get_execution_options().get("sqlite_begin", "DEFERRED")
-            conn.exec_driver_sql(f"BEGIN {mode}")
-
-        return engine
-    return create_engine(url, pool_pre_ping=True, pool_size=5, max_overflow=10)
-
-
-def storable(name: str) -> bool:
-    """Whether a database text column can hold `name`: PostgreSQL refuses NUL characters and
-    both backends refuse lone surrogates, so such a name is never stored and never found."""
-    if "\x00" in name:
-        return False
-    try:
-        name.encode("utf-8")
-    except UnicodeEncodeError:
-        return False
-    return True
-
-
-# ---- records --------------------------------------------------------------------------------
-@dataclass
-class Family:
-    name: str
-    space: dict
-    direction: str
-    current_prior: int | None
-    created: float
-
-
-@dataclass
-class PriorVersion:
-    family: str
-    version: int
-    source: str
-    job_id: int | None
-    size: int
-    created: float
-
-
-@dataclass
-class Study:
-    name: str
-    family: str
-    seed: int
-    prior_version: int | None
-    options: dict
-    state: str
-    pending_timeout: float | None
-    created: float
-
-
-@dataclass
-class Trial:
-    id: int
-    study: str
-    params: dict
-    value: float | None
-    state: str
-    source: str
-    created: float
-    completed: float | None
-
-
-@dataclass
-class Job:
-    id: int
-    family: str
-    state: str
-    config: dict
-    seed: int
-    include_unfinished: bool
-    progress: float
-    message: str
-    error: str | None
-    prior_version: int | None
-    created: float
-    finished: float | None
-
-
-def _family(row: FamilyRow) -> Family:
-    return Family(row.name, json.loads(row.space), row.direction, row.current_prior, row.created)
-
-
-def _study(row: StudyRow, family: str) -> Study:
-    return Study(row.name, family, row.seed, row.prior_version, json.loads(row.options), row.state,
-                 row.pending_timeout, row.created)
-
-
-def _trial(row: TrialRow, study: str) -> Trial:
-    return Trial(row.id, study, json.loads(row.params), row.value, row.state, row.source,
-                 row.created, row.completed)
-
-
-def _job(row: JobRow, family: str) -> Job:
-    return Job(row.id, family, row.state, json.loads(row.config), row.seed,
-               bool(row.include_unfinished), row.progress, row.message, row.error,
-               row.prior_version, row.created, row.finished)
+MIGRATIONS: dict[int, Callable[[Connection], None]] = {1: _v1_to_v2}
 
 
 # ---- the store ------------------------------------------------------------------------------
@@ -228,7 +92,8 @@ class Store:
     def _open_schema(self) -> int:
         with self._write() as s:
             Base.metadata.create_all(s.connection())
-            row = s.get(SchemaRow, 1)
+            # Locked: two servers opening an old store at once migrate it once.
+            row = s.get(SchemaRow, 1, with_for_update=True)
             if row is None:
                 s.add(SchemaRow(id=1, version=SCHEMA_VERSION))
                 return SCHEMA_VERSION
@@ -274,17 +139,17 @@ class Store:
                                 current_prior=None, created=time.time())
                 s.add(row)
                 s.flush()
-                return _family(row)
+                return family_record(row)
         except IntegrityError:  # another process created it between our check and insert
             raise AlreadyExistsError(f"family {name!r} exists already") from None
 
     def get_family(self, name: str) -> Family:
         with self._read() as s:
-            return _family(self._family_row(s, name))
+            return family_record(self._family_row(s, name))
 
     def list_families(self) -> list[Family]:
         with self._read() as s:
-            return [_family(r) for r in s.execute(select(FamilyRow).order_by(FamilyRow.id)).scalars()]
+            return [family_record(r) for r in s.execute(select(FamilyRow).order_by(FamilyRow.id)).scalars()]
 
     # ---- priors -----------------------------------------------------------------------
     def _add_prior(self, s: Session, fam: FamilyRow, data: bytes, source: str,
@@ -340,7 +205,7 @@ class Store:
                                created=time.time())
                 s.add(row)
                 s.flush()
-                return _study(row, family)
+                return study_record(row, family)
         except IntegrityError:
             raise AlreadyExistsError(f"study {name!r} exists already") from None
 
@@ -359,20 +224,20 @@ class Store:
     def get_study(self, name: str) -> Study:
         with self._read() as s:
             row = self._study_row(s, name)
-            return _study(row, self._family_name(s, row.family_id))
+            return study_record(row, self._family_name(s, row.family_id))
 
     def list_studies(self, family: str | None = None) -> list[Study]:
         with self._read() as s:
             q = select(StudyRow, FamilyRow.name).join(FamilyRow, StudyRow.family_id == FamilyRow.id)
             if family is not None:
                 q = q.where(FamilyRow.id == self._family_row(s, family).id)
-            return [_study(r, f) for r, f in s.execute(q.order_by(StudyRow.id))]
+            return [study_record(r, f) for r, f in s.execute(q.order_by(StudyRow.id))]
 
     def finish_study(self, name: str) -> Study:
         with self._write() as s:
             row = self._study_row(s, name, lock=True)
             row.state = "finished"
-            return _study(row, self._family_name(s, row.family_id))
+            return study_record(row, self._family_name(s, row.family_id))
 
     @contextlib.contextmanager
     def locked_study(self, name: str) -> Iterator[StudyLock]:
@@ -388,7 +253,7 @@ class Store:
             row = self._study_row(s, study)
             rows = s.execute(select(TrialRow).where(TrialRow.study_id == row.id)
                              .order_by(TrialRow.id)).scalars()
-            return [_trial(r, study) for r in rows]
+            return [trial_record(r, study) for r in rows]
 
     def tell(self, study: str, results: list[tuple[int, float]]) -> list[Trial]:
         """Record `(trial id, value)` pairs, all or none. A value equal to the one stored is
@@ -410,7 +275,7 @@ class Store:
                                             f"{row.value!r}; refusing {value!r}")
                 else:
                     row.value, row.state, row.completed = value, "complete", now
-                out.append(_trial(row, study))
+                out.append(trial_record(row, study))
             return out
 
     def abandon(self, study: str, trial_id: int) -> Trial:
@@ -425,7 +290,7 @@ class Store:
                 raise ConflictError(f"trial {trial_id} of study {study!r} is complete "
                                     f"(value {row.value!r}); only a pending trial is abandoned")
             row.state = "abandoned"
-            return _trial(row, study)
+            return trial_record(row, study)
 
     # ---- jobs -------------------------------------------------------------------------
     def create_job(self, family: str, config: dict, seed: int, include_unfinished: bool) -> Job:
@@ -436,14 +301,14 @@ class Store:
                          message="queued", error=None, prior_version=None, created=time.time())
             s.add(row)
             s.flush()
-            return _job(row, family)
+            return job_record(row, family)
 
     def get_job(self, job_id: int) -> Job:
         with self._read() as s:
             row = s.get(JobRow, job_id)
             if row is None:
                 raise NotFoundError(f"no job {job_id} in this store")
-            return _job(row, self._family_name(s, row.family_id))
+            return job_record(row, self._family_name(s, row.family_id))
 
     def claim_job(self, worker: str) -> Job | None:
         """Take the oldest queued job (or one whose worker died) for `worker`; None if none.
@@ -459,7 +324,7 @@ class Store:
                 return None
             row.state, row.worker, row.heartbeat = "running", worker, now
             row.message = "started" if row.progress == 0 else "restarted after a worker died"
-            return _job(row, self._family_name(s, row.family_id))
+            return job_record(row, self._family_name(s, row.family_id))
 
     def update_job(self, job_id: int, worker: str, progress: float, message: str) -> None:
         """Report progress of a running job (and that its worker is alive)."""
@@ -495,7 +360,7 @@ class Store:
                  .where(StudyRow.family_id == fam.id, TrialRow.state == "complete"))
             if not include_unfinished:
                 q = q.where(StudyRow.state == "finished")
-            return [_trial(r, name) for r, name in s.execute(q.order_by(TrialRow.id))]
+            return [trial_record(r, name) for r, name in s.execute(q.order_by(TrialRow.id))]
 
 
 class StudyLock:
@@ -503,12 +368,12 @@ class StudyLock:
 
     def __init__(self, session: Session, row: StudyRow, family: str):
         self._s, self._row = session, row
-        self.study = _study(row, family)
+        self.study = study_record(row, family)
 
     def trials(self) -> list[Trial]:
         rows = self._s.execute(select(TrialRow).where(TrialRow.study_id == self._row.id)
                                .order_by(TrialRow.id)).scalars()
-        return [_trial(r, self.study.name) for r in rows]
+        return [trial_record(r, self.study.name) for r in rows]
 
     def abandon_older_than(self, seconds: float) -> int:
         """Abandon the pending trials created more than `seconds` ago; returns how many."""
@@ -529,9 +394,4 @@ class StudyLock:
                 for i, (p, src) in enumerate(zip(params, sources, strict=True))]
         self._s.add_all(rows)
         self._s.flush()
-        return [_trial(r, self.study.name) for r in rows]
-
-
-def env_url() -> str | None:
-    """`$METAPRIOR_STORE_URL`, the URL `metaprior serve` hands its worker processes."""
-    return os.environ.get("METAPRIOR_STORE_URL") or None
+        return [trial_record(r, self.study.name) for r in rows]

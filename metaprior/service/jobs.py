@@ -31,8 +31,9 @@ import pandas as pd
 
 from metaprior.config import ReptileConfig
 from metaprior.errors import MetaPriorError, TaskFamilyError
+from metaprior.service.blobs import prior_to_bytes
 from metaprior.service.db import Job, Store, Trial
-from metaprior.service.studies import prior_to_bytes, sign_of
+from metaprior.service.studies import sign_of
 from metaprior.space import SearchSpace
 
 log = logging.getLogger("metaprior.service.jobs")

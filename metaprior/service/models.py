@@ -11,8 +11,10 @@ from __future__ import annotations
 from sqlalchemy import Boolean, Float, ForeignKey, Index, Integer, LargeBinary, String, Text, UniqueConstraint
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
-# Bump with a migration in db.MIGRATIONS whenever a table changes.
-SCHEMA_VERSION = 1
+# Bump with a migration in db.MIGRATIONS whenever a table changes. History:
+#   1: the first schema.
+#   2: jobs indexed by state (every worker's poll filters on it).
+SCHEMA_VERSION = 2
 
 
 class Base(DeclarativeBase):
@@ -88,6 +90,7 @@ class JobRow(Base):
     """A training job: queued by a request, claimed and run by a worker process."""
 
     __tablename__ = "jobs"
+    __table_args__ = (Index("ix_jobs_state", "state", "id"),)
     id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
     family_id: Mapped[int] = mapped_column(ForeignKey("families.id"), nullable=False)
     state: Mapped[str] = mapped_column(String(16), nullable=False)  # queued/running/done/failed

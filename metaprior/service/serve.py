@@ -13,6 +13,7 @@ import secrets
 import stat
 import subprocess
 import sys
+import threading
 from pathlib import Path
 
 from metaprior.errors import ConfigError
@@ -96,22 +97,47 @@ def serve(store: str | None, host: str, port: int, workers: int, token_file: str
     Store(url).close()  # create or migrate the schema once, and fail here on a bad store
     token, where = resolve_token(token_file)
     os.environ[STORE_ENV], os.environ[TOKEN_ENV] = url, token
-    worker = None
-    if jobs:
-        worker = subprocess.Popen([sys.executable, "-m", "metaprior.service.jobs", "--store", url,
-                                   "--parent", str(os.getpid())])
+    keeper = JobWorkerKeeper(url) if jobs else None
     print(f"metaprior serve: http://{host}:{port} store {redact(url)}; {where}", flush=True)
     try:
         uvicorn.run("metaprior.service.app:app_from_env", factory=True, host=host, port=port,
                     workers=workers, log_level=log_level)
     finally:
-        if worker is not None:
-            worker.terminate()
-            try:
-                worker.wait(10)
-            except subprocess.TimeoutExpired:
-                worker.kill()
+        if keeper is not None:
+            keeper.stop()
     return 0
+
+
+class JobWorkerKeeper:
+    """The training worker process beside the server, restarted if it dies: queued jobs would
+    otherwise wait for ever while the server looks healthy."""
+
+    RESTART_DELAY = 5.0
+
+    def __init__(self, url: str):
+        self.cmd = [sys.executable, "-m", "metaprior.service.jobs", "--store", url,
+                    "--parent", str(os.getpid())]
+        self._stopping = threading.Event()
+        self.proc = subprocess.Popen(self.cmd)
+        self._thread = threading.Thread(target=self._watch, daemon=True)
+        self._thread.start()
+
+    def _watch(self) -> None:
+        while True:
+            status = self.proc.wait()
+            if self._stopping.wait(self.RESTART_DELAY):
+                return
+            print(f"metaprior serve: the job worker exited with status {status}; restarting it",
+                  file=sys.stderr, flush=True)
+            self.proc = subprocess.Popen(self.cmd)
+
+    def stop(self) -> None:
+        self._stopping.set()
+        self.proc.terminate()
+        try:
+            self.proc.wait(10)
+        except subprocess.TimeoutExpired:
+            self.proc.kill()
 
 
 def redact(url: str) -> str:

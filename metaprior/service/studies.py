@@ -11,8 +11,6 @@ from __future__ import annotations
 
 import logging
 import math
-import os
-import tempfile
 import threading
 from collections import OrderedDict
 
@@ -22,6 +20,7 @@ import pandas as pd
 from metaprior.errors import ConfigError, InputDataError, MetaPriorError, PriorFileError
 from metaprior.optim import Optimizer, check_space_names
 from metaprior.prior import MetaPrior
+from metaprior.service.blobs import prior_from_bytes
 from metaprior.service.db import Family, Store, Study, StudyLock, Trial
 from metaprior.service.errors import InvalidRequestError, NotFoundError
 from metaprior.space import SearchSpace
@@ -49,24 +48,6 @@ def read_space(space: dict) -> SearchSpace:
         raise InvalidRequestError(f"space: parameter names {clash} are columns of the service's "
                                   f"trial tables {list(RESERVED_NAMES)}; rename them")
     return parsed
-
-
-def prior_to_bytes(prior: MetaPrior) -> bytes:
-    """A prior's file, as bytes."""
-    with tempfile.TemporaryDirectory(prefix="metaprior-") as tmp:
-        path = os.path.join(tmp, "upload.prior")
-        prior.save(path)
-        with open(path, "rb") as f:
-            return f.read()
-
-
-def prior_from_bytes(data: bytes) -> MetaPrior:
-    """The prior of a file's bytes; anything else is a `PriorFileError` (no code is run)."""
-    with tempfile.TemporaryDirectory(prefix="metaprior-") as tmp:
-        path = os.path.join(tmp, "upload.prior")
-        with open(path, "wb") as f:
-            f.write(data)
-        return MetaPrior.load(path)
 
 
 def check_prior(data: bytes, family: Family) -> MetaPrior:
@@ -129,7 +110,12 @@ def json_value(v):
 # ---- the rebuilt optimizer ----------------------------------------------------------------
 class StudyOptimizer(Optimizer):
     """An `Optimizer` rebuilt from a study's trials: told values replayed, pending points
-    pending, and the Sobol sequence moved past the points earlier asks drew."""
+    pending, and the Sobol sequence moved past the points earlier asks drew.
+
+    It reaches into the optimizer's pending list and Sobol engine, which `Optimizer` keeps for
+    the process that asked: here the asks were made by other requests, maybe other processes,
+    and only the store remembers them.
+    """
 
     def restore(self, trials: list[Trial], sign: float) -> None:
         done = [t for t in trials if t.state == "complete"]
@@ -152,6 +138,10 @@ class StudyOptimizer(Optimizer):
         # The prior's zero-shot point comes first; the rest of that batch is Sobol points.
         sources = ["prior"] + ["sobol"] * (n - 1) if source == "prior" else [source] * n
         return df, sources
+
+    def sobol_batch(self, n: int) -> pd.DataFrame:
+        """The next `n` points of the study's Sobol sequence, raw values."""
+        return self.space.from_model(self._sobol_points(n))
 
 
 def records(df: pd.DataFrame, names: list[str]) -> list[dict]:
@@ -197,7 +187,7 @@ class StudyService:
                 # in BoTorch) would otherwise fail every later ask of this study too.
                 log.warning("study %r: the model failed (%s: %s); proposing Sobol points",
                             name, type(e).__name__, e)
-                df = opt.space.from_model(opt._sobol_points(n))
+                df = opt.sobol_batch(n)
                 sources = ["sobol"] * n
             return lock.add_trials(records(df, opt.space.names), sources)
 

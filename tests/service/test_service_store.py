@@ -11,7 +11,7 @@ from __future__ import annotations
 import threading
 
 import pytest
-from sqlalchemy import create_engine, text
+from sqlalchemy import create_engine, inspect, text
 
 from metaprior.errors import ConfigError
 from metaprior.service.db import Store, normalize_url
@@ -225,6 +225,23 @@ def test_a_store_reopens_with_its_data(store_url):
     again = Store(store_url)
     assert again.schema_version == SCHEMA_VERSION
     assert again.get_family("fam").space == SPACE
+
+
+def test_an_older_store_is_migrated_and_keeps_its_data(store_url):
+    old = Store(store_url)
+    old.create_family("fam", SPACE, "minimize")
+    old.close()
+    engine = create_engine(normalize_url(store_url))
+    with engine.begin() as conn:  # make it a version-1 store: no index on the jobs' state
+        conn.execute(text("DROP INDEX ix_jobs_state"))
+        conn.execute(text("UPDATE metaprior_schema SET version = 1"))
+    assert "ix_jobs_state" not in {i["name"] for i in inspect(engine).get_indexes("jobs")}
+    store = Store(store_url)
+    assert store.schema_version == SCHEMA_VERSION == 2
+    assert "ix_jobs_state" in {i["name"] for i in inspect(engine).get_indexes("jobs")}
+    assert store.get_family("fam").space == SPACE
+    engine.dispose()
+    store.close()
 
 
 def test_a_newer_store_is_refused(store_url):
