@@ -115,6 +115,15 @@ def test_table_errors_are_one_line(runs, capsys, args, needles):
     assert not Path("t.prior").exists()
 
 
+def test_train_table_reads_parquet(runs):
+    pd = pytest.importorskip("pandas")
+    pytest.importorskip("pyarrow")
+    pd.read_csv("runs.csv").to_parquet("runs.parquet")
+    assert main(["train", "--table", "runs.parquet", "--task", "dataset", "--output", "loss",
+                 "--space", "space.json", "--out", "p.prior", *TINY]) == 0
+    assert MetaPrior.load("p.prior").space == SPACE
+
+
 def test_a_new_user_types_train_info_then_a_study(runs):
     """The must-show path, as typed in a shell: each step is its own process."""
     import subprocess
