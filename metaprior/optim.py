@@ -189,6 +189,21 @@ class Optimizer:
             self._pending.append((x.clone(), source, seconds, self._trust))
         return X if self.space is None else self.space.from_model(X)
 
+    def add_pending(self, X) -> None:
+        """Mark points as pending: asked elsewhere (another process, a scheduler such as Ax's)
+        and not yet told. The acquisition avoids them as it avoids this optimizer's own asks,
+        and a later `tell` of the same point is matched to them.
+
+        Args:
+            X: with bounds, `k x d` (or `d`) points in original units; with a space, raw values
+                (a DataFrame, a list of dicts or one dict).
+        """
+        if self.space is not None:
+            X = self.space.to_model(trial_records(self.space, X))
+        X = as_tensor(X, "X").to(torch.float64)
+        X = check_X(X.unsqueeze(0) if X.ndim == 1 else X, self.dim, "X", allow_batch=False)
+        self._pending.extend((x.clone(), "external", 0.0, self._trust) for x in X)
+
     def _project(self, X: Tensor) -> Tensor:
         """`n x D` model coordinates -> the model coordinates of the valid points they decode to
         (integers rounded, levels chosen): what is evaluated is exactly what the model sees."""

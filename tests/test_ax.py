@@ -1,4 +1,5 @@
-"""metaprior.ax: a real `ax.api.Client` minimising a held-out Branin task with MetaPriorModel."""
+"""metaprior.ax: a real `ax.api.Client` minimising held-out tasks through metaprior's nodes: a
+Branin box, and the typed `MixedTraining` space (log float, int, choice)."""
 
 from __future__ import annotations
 
@@ -11,12 +12,17 @@ pytest.importorskip("ax")
 
 import torch  # noqa: E402
 from ax.api import Client  # noqa: E402
-from ax.api.configs import RangeParameterConfig  # noqa: E402
+from ax.api.configs import ChoiceParameterConfig, RangeParameterConfig  # noqa: E402
+from helpers import small_config  # noqa: E402
 
 from metaprior import ReptileConfig, meta_train  # noqa: E402
-from metaprior.ax import AxMetaPriorModel, fitted_model, generation_strategy  # noqa: E402
+from metaprior.ax import fitted_model, generation_strategy  # noqa: E402
 from metaprior.errors import ConfigError, InputDataError, InputDataWarning  # noqa: E402
+from metaprior.gp.model import MetaPriorModel  # noqa: E402
+from metaprior.gp.transforms import RESIDUAL_FLOOR, FloorStandardize  # noqa: E402
+from metaprior.gp.trusted import TrustedPriorModel  # noqa: E402
 from metaprior.tasks import Branin  # noqa: E402
+from metaprior.tasks.mixed import MIXED_SPACE, MixedTraining  # noqa: E402
 from metaprior.zero_shot import prior_minimizer  # noqa: E402
 
 N_TRIALS = 6
@@ -67,11 +73,14 @@ def test_client_minimises_with_meta_prior_model(branin_prior):
     assert torch.allclose(trials[0][0], x0, atol=1e-5)
 
     model = fitted_model(strategy)
-    assert isinstance(model, AxMetaPriorModel)
+    assert isinstance(model, MetaPriorModel)
+    # The Optimizer's output floor, not a plain Standardize.
+    assert isinstance(model.outcome_transform, FloorStandardize)
+    assert model.outcome_transform.floor == pytest.approx(RESIDUAL_FLOOR * branin_prior.y_std)
     X = torch.stack([x for x, _, _ in trials])
     Y = torch.tensor([y for _, y, _ in trials], dtype=torch.float64)
     # The model saw the raw, un-negated outputs (Ax minimises through objective weights) and
-    # inputs in original units: its Standardize holds their mean, its Normalize the prior's box.
+    # inputs in original units: its FloorStandardize holds their mean, its Normalize the prior's box.
     n_fit = model.train_targets.shape[-1]
     assert n_fit == N_TRIALS - 1  # fitted before the last trial was generated
     assert model.outcome_transform.means.item() == pytest.approx(float(Y[:n_fit].mean()),
@@ -100,7 +109,7 @@ def test_sobol_start_and_mode_both(branin_prior):
     trials = run_trials(client, task, 3)
     assert [node for _, _, node in trials] == ["ZeroShot", "ZeroShot", "MetaPrior"]
     model = fitted_model(strategy)
-    assert isinstance(model, AxMetaPriorModel) and model.mode == "both"
+    assert isinstance(model, MetaPriorModel) and model.mode == "both"
 
 
 def test_bad_arguments_and_mismatched_experiment(branin_prior):
@@ -173,4 +182,89 @@ def test_a_nan_outcome_is_skipped_with_a_warning(branin_prior):
         warnings.simplefilter("ignore")
         (index, params), = client.get_next_trials(max_trials=1).items()
     assert client._experiment.trials[index].generator_runs[0]._generation_node_name == "MetaPrior"
-    assert fitted_model(strategy).train_targets.shape[-1] == 1  # the NaN trial left no data
+    model = fitted_model(strategy)  # the default: the Optimizer's trusted model
+    assert isinstance(model, TrustedPriorModel)
+    assert model.informed.train_targets.shape[-1] == 1  # the NaN trial left no data
+
+
+def test_a_maximised_objective_is_refused(branin_prior):
+    client = make_client(Branin().bounds)
+    client.configure_optimization(objective="loss")
+    client.set_generation_strategy(generation_strategy(branin_prior))
+    with pytest.raises(ConfigError, match="maximises 'loss'.*'-loss'"):
+        client.get_next_trials(max_trials=1)
+
+
+# ---- A typed space: log float, linear float, int, choice
+CHEAP = {"num_restarts": 2, "raw_samples": 16}
+
+
+@pytest.fixture(scope="module")
+def mixed_prior():
+    cfg = small_config(grid_points=False, points_per_task=30, adapt_steps=8)
+    return meta_train(MixedTraining(), cfg, seed=0, progress=False, shift_prior=False)
+
+
+def mixed_parameters(layers=(1, 8), levels=("adam", "sgd", "rmsprop"), lr_scaling="log"):
+    return [RangeParameterConfig(name="learning_rate", bounds=(1e-4, 1e-1),
+                                 parameter_type="float", scaling=lr_scaling),
+            RangeParameterConfig(name="dropout", bounds=(0.0, 0.5), parameter_type="float"),
+            RangeParameterConfig(name="layers", bounds=layers, parameter_type="int"),
+            ChoiceParameterConfig(name="optimizer", values=list(levels), parameter_type="str",
+                                  is_ordered=False)]
+
+
+def typed_client(parameters) -> Client:
+    logging.getLogger("ax").setLevel(logging.WARNING)
+    client = Client()
+    client.configure_experiment(parameters=parameters)
+    client.configure_optimization(objective="-loss")
+    return client
+
+
+def next_trial(client: Client) -> tuple[int, dict]:
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        (index, params), = client.get_next_trials(max_trials=1).items()
+    return index, params
+
+
+def test_typed_experiment_gets_valid_raw_candidates_and_the_floor(mixed_prior):
+    assert mixed_prior.space == MIXED_SPACE
+    task = MixedTraining().held_out_tasks(1, seed=7)[0]
+    # The choice's levels in another order than the prior's: matched by value.
+    client = typed_client(mixed_parameters(levels=("sgd", "rmsprop", "adam")))
+    strategy = generation_strategy(mixed_prior, n_init=2, **CHEAP)
+    client.set_generation_strategy(strategy)
+    nodes, rows = [], []
+    for _ in range(4):
+        index, params = next_trial(client)
+        # valid raw values: the learning rate itself (not its log10), a whole layer count, a level
+        assert 1e-4 <= params["learning_rate"] <= 1e-1 and 0.0 <= params["dropout"] <= 0.5
+        assert isinstance(params["layers"], int) and 1 <= params["layers"] <= 8
+        assert params["optimizer"] in ("adam", "sgd", "rmsprop")
+        rows.append(params)
+        client.complete_trial(index, raw_data={"loss": float(task(MIXED_SPACE.to_model(params))[0])})
+        nodes.append(client._experiment.trials[index].generator_runs[0]._generation_node_name)
+    assert nodes == ["ZeroShot", "ZeroShot", "MetaPrior", "MetaPrior"]
+
+    model = fitted_model(strategy)  # the Optimizer's default model, with its output floor
+    assert isinstance(model, TrustedPriorModel)
+    floor = model.informed.outcome_transform
+    assert isinstance(floor, FloorStandardize)
+    assert floor.floor == pytest.approx(RESIDUAL_FLOOR * mixed_prior.y_std)
+    # The model saw the trials encoded by the space (the prior's one-hot order).
+    X = strategy._curr.optimizer.train_X
+    assert torch.equal(X, MIXED_SPACE.to_model(rows[:3]))
+
+
+def test_typed_experiment_that_differs_from_the_prior_names_the_parameter(mixed_prior):
+    cases = [(mixed_parameters(layers=(1, 10)), r"parameter 'layers': upper is 10 here, 8"),
+             (mixed_parameters(lr_scaling="linear"), r"parameter 'learning_rate': log is False"),
+             (mixed_parameters(levels=("adam", "sgd", "lion")), r"parameter 'optimizer'")]
+    for parameters, message in cases:
+        client = typed_client(parameters)
+        client.set_generation_strategy(generation_strategy(mixed_prior, **CHEAP))
+        with pytest.raises(ConfigError, match=message):
+            client.get_next_trials(max_trials=1)
+        assert len(client._experiment.trials) == 0
