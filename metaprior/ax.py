@@ -286,11 +286,15 @@ class PriorNode(ExternalGenerationNode):
         seed: seeds the node's candidates.
         input_names: the names the experiment's parameters must have (default: the prior's).
         transition_criteria: when to leave the node (None: never).
+        should_deduplicate: whether Ax regenerates a candidate that repeats an earlier arm
+            (which only helps a node whose next draw differs).
     """
 
     def __init__(self, name: str, prior: MetaPrior, seed: int = 0,
-                 input_names: list[str] | None = None, transition_criteria=None):
-        super().__init__(name=name, transition_criteria=transition_criteria)
+                 input_names: list[str] | None = None, transition_criteria=None,
+                 should_deduplicate: bool = True):
+        super().__init__(name=name, transition_criteria=transition_criteria,
+                         should_deduplicate=should_deduplicate)
         self.prior, self.seed = prior, int(seed)
         self.input_names = prior_input_names(prior, input_names)
         self.warned_nan: set[int] = set()
@@ -359,7 +363,10 @@ class MetaPriorNode(PriorNode):
 
     def __init__(self, prior: MetaPrior, seed: int = 0, input_names: list[str] | None = None,
                  **optimizer_options):
-        super().__init__(MODEL_NODE, prior, seed, input_names)
+        # The Optimizer is deterministic given the experiment, so Ax's regeneration of a
+        # repeated arm would repeat it five times and fail; on a space of few valid points a
+        # repeat is the acquisition's choice (and an evaluation of the noise), so it is kept.
+        super().__init__(MODEL_NODE, prior, seed, input_names, should_deduplicate=False)
         self.optimizer_options = optimizer_options
         self.optimizer: Optimizer | None = None
 

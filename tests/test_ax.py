@@ -257,6 +257,14 @@ def test_typed_experiment_gets_valid_raw_candidates_and_the_floor(mixed_prior):
     X = strategy._curr.optimizer.train_X
     assert torch.equal(X, MIXED_SPACE.to_model(rows[:3]))
 
+    # Two trials at once: the second candidate is chosen with the first one pending.
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        batch = list(client.get_next_trials(max_trials=2).values())
+    assert len(batch) == 2 and batch[0] != batch[1]
+    pending = strategy._curr.optimizer.pending  # the last Optimizer's: the batch's two points
+    assert pending.to_dict("records") == [{k: b[k] for k in MIXED_SPACE.names} for b in batch]
+
 
 def test_typed_experiment_that_differs_from_the_prior_names_the_parameter(mixed_prior):
     cases = [(mixed_parameters(layers=(1, 10)), r"parameter 'layers': upper is 10 here, 8"),
