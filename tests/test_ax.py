@@ -276,3 +276,11 @@ def test_typed_experiment_that_differs_from_the_prior_names_the_parameter(mixed_
         with pytest.raises(ConfigError, match=message):
             client.get_next_trials(max_trials=1)
         assert len(client._experiment.trials) == 0
+    # A constraint between parameters is something a space cannot express.
+    client = Client()
+    client.configure_experiment(parameters=mixed_parameters(),
+                                parameter_constraints=["dropout <= layers"])
+    client.configure_optimization(objective="-loss")
+    client.set_generation_strategy(generation_strategy(mixed_prior, **CHEAP))
+    with pytest.raises(ConfigError, match="parameter constraints"):
+        client.get_next_trials(max_trials=1)
