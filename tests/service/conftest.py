@@ -47,12 +47,30 @@ def fresh_sqlite_url(tmp_path) -> str:
     return f"sqlite:///{tmp_path / f'store-{uuid.uuid4().hex[:8]}.db'}"
 
 
+def drop_postgres_schema(url: str) -> None:
+    """Drop the schema of a `fresh_postgres_url` (best effort: a test database is not worth a
+    hang, so a lock that does not come within seconds leaves the schema behind)."""
+    schema = url.rsplit("search_path%3D", 1)[-1]
+    engine = create_engine(postgres_base_url().replace("postgresql://", "postgresql+psycopg://", 1))
+    try:
+        with engine.begin() as conn:
+            conn.execute(text("SET LOCAL lock_timeout = '5s'"))
+            conn.execute(text(f'DROP SCHEMA IF EXISTS "{schema}" CASCADE'))
+    except Exception:  # noqa: BLE001 - cleanup only
+        pass
+    finally:
+        engine.dispose()
+
+
 @pytest.fixture(params=["sqlite", "postgresql"])
-def store_url(request, tmp_path) -> str:
+def store_url(request, tmp_path):
     """A new, empty store on each backend."""
     if request.param == "sqlite":
-        return fresh_sqlite_url(tmp_path)
-    return fresh_postgres_url()
+        yield fresh_sqlite_url(tmp_path)
+        return
+    url = fresh_postgres_url()
+    yield url
+    drop_postgres_schema(url)
 
 
 @pytest.fixture(scope="session")
