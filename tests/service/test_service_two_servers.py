@@ -57,3 +57,26 @@ def test_two_servers_one_study(store_url, tmp_path):
     finally:
         for s in servers:
             s.stop()
+
+
+def test_a_told_value_survives_a_kill_9_right_after_its_response(tmp_path):
+    """The value is committed before the response: SIGKILL the server the moment a tell
+    returns, restart it, and every told value is there."""
+    server = ServerProcess(f"sqlite:///{tmp_path / 'store.db'}", workdir=tmp_path, jobs=False)
+    server.start()
+    try:
+        client = Client(server.url, token=server.token)
+        client.create_family("fam", SPACE)
+        study = client.create_study("fam", name="s", options={"n_init": 10})
+        told = {}
+        for _ in range(3):
+            trials = study.ask()
+            values = [f(r) for r in trials.to_dict("records")]
+            study.tell(trials, values)
+            told.update(zip(trials["trial"].tolist(), values, strict=True))
+        server.kill()
+        server.start()
+        hist = Client(server.url, token=server.token).study("s").history
+        assert dict(zip(hist["trial"], hist["value"], strict=True)) == told
+    finally:
+        server.stop()
