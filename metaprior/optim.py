@@ -204,6 +204,14 @@ class Optimizer:
         X = check_X(X.unsqueeze(0) if X.ndim == 1 else X, self.dim, "X", allow_batch=False)
         self._pending.extend((x.clone(), "external", 0.0, self._trust) for x in X)
 
+    def skip_sobol(self, n: int) -> None:
+        """Move the initial design's Sobol sequence past `n` points: the points that asks made
+        elsewhere drew (an optimizer rebuilt from a store, where other processes asked), so that
+        the next Sobol point is a new one rather than one already proposed."""
+        n = check_int(n, "n", 0)
+        if n:
+            self._sobol.fast_forward(n)
+
     def _project(self, X: Tensor) -> Tensor:
         """`n x D` model coordinates -> the model coordinates of the valid points they decode to
         (integers rounded, levels chosen): what is evaluated is exactly what the model sees."""

@@ -30,7 +30,14 @@ from metaprior.errors import MetaPriorError
 from metaprior.service import schemas as S
 from metaprior.service.db import Family, Job, PriorVersion, Store, Study, Trial
 from metaprior.service.errors import InvalidRequestError, ServiceError, UnauthorizedError
-from metaprior.service.studies import StudyService, check_options, check_prior, read_space
+from metaprior.service.jobs import check_training_config
+from metaprior.service.studies import (
+    StudyService,
+    check_float_sized,
+    check_options,
+    check_prior,
+    read_space,
+)
 
 log = logging.getLogger("metaprior.service")
 
@@ -151,10 +158,12 @@ def get_prior(request: Request, family: str = FamilyName,
           tags=["priors"])
 def train_prior(body: S.TrainRequest, request: Request, family: str = FamilyName) -> S.JobOut:
     """Queue a training job: the family's next prior, from its finished studies."""
+    check_float_sized(body.config, "config")
     try:
         cfg = ReptileConfig.from_dict(body.config or {})
     except (MetaPriorError, ValueError, TypeError) as e:
         raise InvalidRequestError(f"config: {e}") from None
+    check_training_config(cfg)
     job = store_of(request).create_job(family, cfg.to_dict(), body.seed, body.include_unfinished)
     return job_out(job)
 

@@ -55,7 +55,6 @@ __all__ = ["DB_FILE", "Family", "Job", "PriorVersion", "Store", "Study", "StudyL
 STALE_JOB_SECONDS = 120.0
 
 
-
 def _v1_to_v2(conn: Connection) -> None:
     """Index the jobs by state. (Plain SQL, which both backends speak: SQLAlchemy's own check
     for an index looks in PostgreSQL's default schema, not the search path's.)"""
@@ -64,6 +63,19 @@ def _v1_to_v2(conn: Connection) -> None:
 
 # version -> function(connection) that migrates a store from that version to the next.
 MIGRATIONS: dict[int, Callable[[Connection], None]] = {1: _v1_to_v2}
+
+
+def _named_row(s: Session, model: type[FamilyRow] | type[StudyRow], kind: str, name: str,
+               lock: bool):
+    """The row of the family or study called `name` (locked `FOR UPDATE` if `lock`);
+    `NotFoundError` naming it if there is none."""
+    if not storable(name):  # a name the database cannot hold was never stored
+        raise NotFoundError(f"no {kind} {name!r} in this store")
+    q = select(model).where(model.name == name)
+    row = s.execute(q.with_for_update() if lock else q).scalar_one_or_none()
+    if row is None:
+        raise NotFoundError(f"no {kind} {name!r} in this store")
+    return row
 
 
 # ---- the store ------------------------------------------------------------------------------
@@ -122,13 +134,7 @@ class Store:
 
     # ---- families ---------------------------------------------------------------------
     def _family_row(self, s: Session, name: str, lock: bool = False) -> FamilyRow:
-        if not storable(name):
-            raise NotFoundError(f"no family {name!r} in this store")
-        q = select(FamilyRow).where(FamilyRow.name == name)
-        row = s.execute(q.with_for_update() if lock else q).scalar_one_or_none()
-        if row is None:
-            raise NotFoundError(f"no family {name!r} in this store")
-        return row
+        return _named_row(s, FamilyRow, "family", name, lock)
 
     def create_family(self, name: str, space: dict, direction: str) -> Family:
         try:
@@ -210,13 +216,7 @@ class Store:
             raise AlreadyExistsError(f"study {name!r} exists already") from None
 
     def _study_row(self, s: Session, name: str, lock: bool = False) -> StudyRow:
-        if not storable(name):
-            raise NotFoundError(f"no study {name!r} in this store")
-        q = select(StudyRow).where(StudyRow.name == name)
-        row = s.execute(q.with_for_update() if lock else q).scalar_one_or_none()
-        if row is None:
-            raise NotFoundError(f"no study {name!r} in this store")
-        return row
+        return _named_row(s, StudyRow, "study", name, lock)
 
     def _family_name(self, s: Session, family_id: int) -> str:
         return s.execute(select(FamilyRow.name).where(FamilyRow.id == family_id)).scalar_one()
@@ -331,6 +331,14 @@ class Store:
         with self._write() as s:
             s.execute(update(JobRow).where(JobRow.id == job_id, JobRow.worker == worker)
                       .values(progress=progress, message=message, heartbeat=time.time()))
+
+    def touch_job(self, job_id: int, worker: str) -> None:
+        """Say that `worker` is still running job `job_id` (between progress reports), so that
+        a long stretch of training is not taken for a dead worker's."""
+        with self._write() as s:
+            s.execute(update(JobRow).where(JobRow.id == job_id, JobRow.worker == worker,
+                                           JobRow.state == "running")
+                      .values(heartbeat=time.time()))
 
     def fail_job(self, job_id: int, worker: str, error: str) -> None:
         with self._write() as s:

@@ -15,6 +15,7 @@ checkpoint when the new worker runs on the same machine.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import dataclasses
 import hashlib
 import logging
@@ -24,7 +25,9 @@ import signal
 import socket
 import sys
 import tempfile
+import threading
 import time
+from collections.abc import Iterator
 from pathlib import Path
 
 import pandas as pd
@@ -32,7 +35,8 @@ import pandas as pd
 from metaprior.config import ReptileConfig
 from metaprior.errors import MetaPriorError, TaskFamilyError
 from metaprior.service.blobs import prior_to_bytes
-from metaprior.service.db import Job, Store, Trial
+from metaprior.service.db import STALE_JOB_SECONDS, Job, Store, Trial
+from metaprior.service.errors import InvalidRequestError
 from metaprior.service.studies import sign_of
 from metaprior.space import SearchSpace
 
@@ -44,6 +48,51 @@ MIN_TRIALS_PER_STUDY = 2
 MIN_STUDIES = 2
 # Progress is reported (and the checkpoint written) this many times per job.
 PROGRESS_CHUNKS = 20
+
+
+# What a request may ask of a job, so that every job ends: a config beyond these would train
+# for days (or for ever: JSON integers have no size limit) or exhaust memory, holding the worker.
+MAX_CONFIG_INT = 1_000_000
+MAX_HIDDEN_WIDTH = 4096
+MAX_HIDDEN_LAYERS = 16
+
+
+def check_training_config(cfg: ReptileConfig) -> ReptileConfig:
+    """`cfg` if a job can run it to the end; else `InvalidRequestError` naming the field."""
+    for f in dataclasses.fields(cfg):
+        value = getattr(cfg, f.name)
+        if isinstance(value, int) and not isinstance(value, bool) and value > MAX_CONFIG_INT:
+            raise InvalidRequestError(f"config: {f.name}={value} is more than the service runs "
+                                      f"({MAX_CONFIG_INT}); train that prior with "
+                                      f"`metaprior train` and upload it")
+    if len(cfg.hidden) > MAX_HIDDEN_LAYERS or max(cfg.hidden, default=0) > MAX_HIDDEN_WIDTH:
+        raise InvalidRequestError(f"config: hidden={list(cfg.hidden)}: at most "
+                                  f"{MAX_HIDDEN_LAYERS} layers of at most {MAX_HIDDEN_WIDTH} units")
+    return cfg
+
+
+@contextlib.contextmanager
+def heartbeat(store: Store, job_id: int, worker: str,
+              every: float = STALE_JOB_SECONDS / 4) -> Iterator[None]:
+    """Touch the job's row every `every` seconds while the block runs: progress is reported
+    between chunks of training only, and a chunk may outlast `STALE_JOB_SECONDS`, after which
+    another worker would take the job for dead and run it a second time."""
+    stop = threading.Event()
+
+    def beat() -> None:
+        while not stop.wait(every):
+            try:
+                store.touch_job(job_id, worker)
+            except Exception as e:  # noqa: BLE001 - a missed beat is retried at the next one
+                log.warning("job %d: heartbeat failed (%s: %s)", job_id, type(e).__name__, e)
+
+    thread = threading.Thread(target=beat, name=f"job-{job_id}-heartbeat", daemon=True)
+    thread.start()
+    try:
+        yield
+    finally:
+        stop.set()
+        thread.join()
 
 
 def training_frame(trials: list[Trial], space: SearchSpace, sign: float
@@ -82,7 +131,7 @@ def run_job(store: Store, job: Job, worker: str) -> None:
 
     family = store.get_family(job.family)
     space = SearchSpace.from_dict(family.space)
-    cfg = ReptileConfig.from_dict(job.config)
+    cfg = check_training_config(ReptileConfig.from_dict(job.config))
     trials = store.training_trials(job.family, job.include_unfinished)
     df, task_col, out_col, notes = training_frame(trials, space, sign_of(family.direction))
     which = "studies" if job.include_unfinished else "finished studies"
@@ -108,14 +157,15 @@ def run_job(store: Store, job: Job, worker: str) -> None:
     chunk = max(1, math.ceil(cfg.outer_steps / PROGRESS_CHUNKS))
     done = 0
     store.update_job(job.id, worker, 0.0, f"training on {summary}")
-    while True:
-        prior = meta_train(fam, cfg, seed=job.seed, progress=False, checkpoint=ckpt, resume=True,
-                           max_steps=chunk, shift_prior=False)
-        done = int(prior.stats.get("outer_steps_done", cfg.outer_steps))
-        if done >= cfg.outer_steps:
-            break
-        store.update_job(job.id, worker, done / cfg.outer_steps,
-                         f"outer step {done} of {cfg.outer_steps}; {summary}")
+    with heartbeat(store, job.id, worker):
+        while True:
+            prior = meta_train(fam, cfg, seed=job.seed, progress=False, checkpoint=ckpt,
+                               resume=True, max_steps=chunk, shift_prior=False)
+            done = int(prior.stats.get("outer_steps_done", cfg.outer_steps))
+            if done >= cfg.outer_steps:
+                break
+            store.update_job(job.id, worker, done / cfg.outer_steps,
+                             f"outer step {done} of {cfg.outer_steps}; {summary}")
     prior.stats["service"] = {"job": job.id, "studies": int(n), "trials": len(df),
                               "notes": notes}
     version = store.finish_job(job.id, worker, prior_to_bytes(prior), f"done; trained on {summary}")

@@ -50,6 +50,7 @@ class ServerProcess:
         self.workdir.mkdir(parents=True, exist_ok=True)
         self.token_file = self.workdir / f"token-{self.port}"
         fd = os.open(self.token_file, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+        os.fchmod(fd, 0o600)  # a file left there before keeps its mode through O_CREAT
         with os.fdopen(fd, "w") as f:
             f.write(self.token)
         self.log_path = self.workdir / f"server-{self.port}.log"

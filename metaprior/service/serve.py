@@ -51,24 +51,33 @@ def read_token_file(path: Path) -> str:
 
 def create_token_file(path: Path) -> str:
     """A new random token in a new file at `path`, readable by its owner only; an existing
-    file there is read instead (a restarted server keeps its token)."""
+    file there is read instead (a restarted server keeps its token).
+
+    Not `priorfile.atomic_write_bytes`: that leaves the mode to the umask, and a token file
+    must be 0600 from the moment it exists.
+    """
     if path.exists():
         return read_token_file(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    token = secrets.token_urlsafe(32)
     tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    # The mode is set at creation: there is no moment at which others could read the file.
     fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
     try:
+        os.fchmod(fd, 0o600)  # the umask may have cleared bits, never added any; be explicit
         with os.fdopen(fd, "w") as f:
-            f.write(token + "\n")
+            f.write(secrets.token_urlsafe(32) + "\n")
             f.flush()
             os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
+        # A link, not a replace: two servers starting at once on one store must end with one
+        # token, the first one written, rather than each keeping the token it wrote.
+        try:
+            os.link(tmp, path)
+        except FileExistsError:
+            pass
+        except OSError:  # a file system without hard links: the last writer wins, as before
+            os.replace(tmp, path)
+    finally:
         tmp.unlink(missing_ok=True)
-        raise
-    return token
+    return read_token_file(path)
 
 
 def resolve_token(token_file: str | None) -> tuple[str, str]:

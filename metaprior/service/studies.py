@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import logging
 import math
+import sys
 import threading
 from collections import OrderedDict
 
@@ -21,9 +22,9 @@ from metaprior.errors import ConfigError, InputDataError, MetaPriorError, PriorF
 from metaprior.optim import Optimizer, check_space_names
 from metaprior.prior import MetaPrior
 from metaprior.service.blobs import prior_from_bytes
-from metaprior.service.db import Family, Store, Study, StudyLock, Trial
+from metaprior.service.db import Family, Store, Study, Trial
 from metaprior.service.errors import InvalidRequestError, NotFoundError
-from metaprior.space import SearchSpace
+from metaprior.space import Int, SearchSpace
 from metaprior.validation import MAX_OUTPUT_MAGNITUDE
 
 log = logging.getLogger("metaprior.service")
@@ -33,21 +34,58 @@ RESERVED_NAMES = ("trial", "value", "state")
 DIRECTIONS = ("minimize", "maximize")
 # Decoded prior versions kept per process: versions never change, so a cache is never stale.
 PRIOR_CACHE_SIZE = 16
+MAX_EXACT_INT = 2**53
+MAX_FLOAT_INT = int(sys.float_info.max)
 
 
 # ---- spaces and priors --------------------------------------------------------------------
 def read_space(space: dict) -> SearchSpace:
     """The `SearchSpace` of a JSON document; `InvalidRequestError` naming what is wrong."""
+    check_float_sized(space, "space")
     try:
         parsed = SearchSpace.from_dict(space)
         check_space_names(parsed)
     except (MetaPriorError, ValueError, TypeError, KeyError) as e:
         raise InvalidRequestError(f"space: {e}") from None
+    for p in parsed.parameters:
+        check_range(p)
     clash = [n for n in parsed.names if n in RESERVED_NAMES]
     if clash:
         raise InvalidRequestError(f"space: parameter names {clash} are columns of the service's "
                                   f"trial tables {list(RESERVED_NAMES)}; rename them")
     return parsed
+
+
+def check_float_sized(value, where: str) -> None:
+    """Refuse an integer too large for a float anywhere in a JSON document (JSON numbers have no
+    size limit, and the space's encoder would overflow on it); `InvalidRequestError` naming
+    where it is."""
+    if isinstance(value, dict):
+        for k, v in value.items():
+            check_float_sized(v, f"{where}.{k}")
+    elif isinstance(value, list):
+        for i, v in enumerate(value):
+            check_float_sized(v, f"{where}[{i}]")
+    elif isinstance(value, int) and not isinstance(value, bool) and abs(value) > MAX_FLOAT_INT:
+        # Not printed whole: it may have thousands of digits.
+        raise InvalidRequestError(f"{where} is an integer of about "
+                                  f"{int(value.bit_length() * math.log10(2)) + 1} digits, too "
+                                  f"large for a float")
+
+
+def check_range(param) -> None:
+    """Refuse a range the optimizer cannot propose in: a width beyond a float's (every point
+    would decode to inf or NaN) or integer bounds beyond the 2**53 that a float holds exactly
+    (proposals are decoded through floats to int64); else every ask of its studies would fail."""
+    lower, upper = getattr(param, "lower", None), getattr(param, "upper", None)
+    if lower is None or upper is None:
+        return  # a categorical parameter
+    if not math.isfinite(float(upper) - float(lower)):
+        raise InvalidRequestError(f"space: parameter {param.name!r}: the range [{lower!r}, "
+                                  f"{upper!r}] is wider than a float holds; rescale it")
+    if isinstance(param, Int) and max(abs(lower), abs(upper)) > MAX_EXACT_INT:
+        raise InvalidRequestError(f"space: Int {param.name!r}: bounds [{lower}, {upper}] must lie "
+                                  f"within +-2**53 (integers a float holds exactly)")
 
 
 def check_prior(data: bytes, family: Family) -> MetaPrior:
@@ -108,40 +146,45 @@ def json_value(v):
 
 
 # ---- the rebuilt optimizer ----------------------------------------------------------------
-class StudyOptimizer(Optimizer):
-    """An `Optimizer` rebuilt from a study's trials: told values replayed, pending points
-    pending, and the Sobol sequence moved past the points earlier asks drew.
+def rebuild_optimizer(space: SearchSpace, prior: MetaPrior | None, seed: int, options: dict,
+                      trials: list[Trial], sign: float) -> Optimizer:
+    """An `Optimizer` rebuilt from a study's trials: told values replayed (times `sign`, so
+    that it minimises), pending points pending, and the Sobol sequence moved past the points
+    earlier asks drew. Those asks were made by other requests, maybe other processes: only the
+    store remembers them."""
+    opt = Optimizer(space, prior=prior, seed=seed, **options)
+    done = [t for t in trials if t.state == "complete"]
+    if done:
+        opt.tell(pd.DataFrame([t.params for t in done], columns=space.names),
+                 [sign * t.value for t in done])
+    pending = [t for t in trials if t.state == "pending"]
+    if pending:
+        opt.add_pending([t.params for t in pending])
+    # Abandoned Sobol points count too: they were drawn, and proposing them again would repeat.
+    opt.skip_sobol(sum(t.source == "sobol" for t in trials))
+    return opt
 
-    It reaches into the optimizer's pending list and Sobol engine, which `Optimizer` keeps for
-    the process that asked: here the asks were made by other requests, maybe other processes,
-    and only the store remembers them.
-    """
 
-    def restore(self, trials: list[Trial], sign: float) -> None:
-        done = [t for t in trials if t.state == "complete"]
-        if done:
-            self.tell(pd.DataFrame([t.params for t in done], columns=self.space.names),
-                      [sign * t.value for t in done])
-        pending = [t for t in trials if t.state == "pending"]
-        if pending:
-            X = self.space.to_model([t.params for t in pending])
-            self._pending.extend((x, t.source, 0.0, self._trust) for x, t in zip(X, pending,
-                                                                                  strict=True))
-        drawn = sum(t.source == "sobol" for t in trials)
-        if drawn:
-            self._sobol.fast_forward(drawn)
+def ask_with_sources(opt: Optimizer, n: int, trials: list[Trial]) -> tuple[pd.DataFrame, list[str]]:
+    """`opt.ask(n)` and where each point came from ("prior", "sobol", "bo"), which the store
+    keeps so that a later rebuild knows how far the Sobol sequence has gone."""
+    # The prior's zero-shot point comes first when nothing is told or pending; the rest of that
+    # batch is Sobol points. Otherwise the optimizer fits a model only when it proposes by BO.
+    first_is_prior = opt.prior is not None and not any(
+        t.state in ("complete", "pending") for t in trials)
+    df = opt.ask(n)
+    if first_is_prior:
+        return df, ["prior"] + ["sobol"] * (n - 1)
+    return df, ["sobol" if opt.model is None else "bo"] * n
 
-    def ask_with_sources(self, n: int) -> tuple[pd.DataFrame, list[str]]:
-        """`ask(n)` and where each point came from ("prior", "sobol", "bo")."""
-        df = self.ask(n)
-        source = self._pending[-1][1]
-        # The prior's zero-shot point comes first; the rest of that batch is Sobol points.
-        sources = ["prior"] + ["sobol"] * (n - 1) if source == "prior" else [source] * n
-        return df, sources
 
-    def sobol_batch(self, n: int) -> pd.DataFrame:
-        """The next `n` points of the study's Sobol sequence, raw values."""
-        return self.space.from_model(self._sobol_points(n))
+def sobol_batch(space: SearchSpace, seed: int, trials: list[Trial], n: int) -> pd.DataFrame:
+    """The next `n` points of the study's Sobol sequence, raw values: a plain optimizer with
+    nothing told proposes from the sequence that the study's optimizer draws from (it depends
+    on the seed and the space only)."""
+    opt = Optimizer(space, seed=seed)
+    opt.skip_sobol(sum(t.source == "sobol" for t in trials))
+    return opt.ask(n)
 
 
 def records(df: pd.DataFrame, names: list[str]) -> list[dict]:
@@ -163,13 +206,6 @@ class StudyService:
             return None
         return self.priors.get(self.store, study.family, study.prior_version)
 
-    def optimizer(self, lock: StudyLock, family: Family) -> StudyOptimizer:
-        study = lock.study
-        space = SearchSpace.from_dict(family.space)
-        opt = StudyOptimizer(space, prior=self.prior_of(study), seed=study.seed, **study.options)
-        opt.restore(lock.trials(), sign_of(family.direction))
-        return opt
-
     def ask(self, name: str, n: int) -> list[Trial]:
         """`n` new pending trials of study `name`, proposed with every pending trial in view."""
         with self.store.locked_study(name) as lock:
@@ -177,9 +213,12 @@ class StudyService:
             if study.pending_timeout is not None:
                 lock.abandon_older_than(study.pending_timeout)
             family = self.store.get_family(study.family)
-            opt = self.optimizer(lock, family)
+            space = SearchSpace.from_dict(family.space)
+            trials = lock.trials()
+            opt = rebuild_optimizer(space, self.prior_of(study), study.seed, study.options,
+                                    trials, sign_of(family.direction))
             try:
-                df, sources = opt.ask_with_sources(n)
+                df, sources = ask_with_sources(opt, n, trials)
             except MetaPriorError:
                 raise
             except Exception as e:  # noqa: BLE001 - a numerical failure must not fail the study
@@ -187,9 +226,8 @@ class StudyService:
                 # in BoTorch) would otherwise fail every later ask of this study too.
                 log.warning("study %r: the model failed (%s: %s); proposing Sobol points",
                             name, type(e).__name__, e)
-                df = opt.sobol_batch(n)
-                sources = ["sobol"] * n
-            return lock.add_trials(records(df, opt.space.names), sources)
+                df, sources = sobol_batch(space, study.seed, trials, n), ["sobol"] * n
+            return lock.add_trials(records(df, space.names), sources)
 
     def tell(self, name: str, results: list[tuple[int, float]]) -> list[Trial]:
         check_values([v for _, v in results], "value")
@@ -203,6 +241,7 @@ class StudyService:
         check_values(values, "values")
         study = self.store.get_study(name)
         space = SearchSpace.from_dict(self.store.get_family(study.family).space)
+        check_float_sized(params, "params")
         try:
             space.to_model(params)
         except (InputDataError, ConfigError) as e:

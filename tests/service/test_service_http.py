@@ -242,6 +242,43 @@ def test_http_errors_are_typed_and_carry_a_detail(client, sqlite_server):
         client.request("POST", f"/v1/studies/{study.name}/ask", json={"n": 0})
 
 
+def test_requests_beyond_what_the_service_can_run_are_422_not_500(client):
+    """JSON numbers have no size limit: each of these once reached the server as a 500, a
+    study whose every ask failed, or a training job that would never end."""
+    def family(params):
+        return {"name": unique("f"), "space": {"version": 1, "parameters": params}}
+
+    with pytest.raises(InvalidRequestError, match=r"space.parameters\[0\].upper .* too large"):
+        client.request("POST", "/v1/families", json=family(
+            [{"type": "float", "name": "a", "lower": 0, "upper": 10**400}]))
+    with pytest.raises(InvalidRequestError, match="wider than a float"):
+        client.request("POST", "/v1/families", json=family(
+            [{"type": "float", "name": "a", "lower": -1e308, "upper": 1e308}]))
+    with pytest.raises(InvalidRequestError, match="2\\*\\*53"):
+        client.request("POST", "/v1/families", json=family(
+            [{"type": "int", "name": "a", "lower": 0, "upper": 2**80}]))
+    fam = unique("limits")
+    client.create_family(fam, SPACE)
+    study = client.create_study(fam, name=unique("s"), options=FAST)
+    with pytest.raises(InvalidRequestError, match=r"params\[0\].lr .* too large"):
+        client.request("POST", f"/v1/studies/{study.name}/add", json={
+            "params": [{"lr": 10**400, "layers": 2, "opt": "adam"}], "values": [1.0]})
+    with pytest.raises(InvalidRequestError, match="outer_steps"):
+        client.request("POST", f"/v1/families/{fam}/priors/train",
+                       json={"config": {"outer_steps": 10**7}})
+    with pytest.raises(InvalidRequestError, match=r"config.outer_lr .* too large"):
+        client.request("POST", f"/v1/families/{fam}/priors/train",
+                       json={"config": {"outer_lr": 10**400}})
+    with pytest.raises(InvalidRequestError, match="hidden"):
+        client.request("POST", f"/v1/families/{fam}/priors/train",
+                       json={"config": {"hidden": [10**6]}})
+    with pytest.raises(NotFoundError, match="no trial 999999"):
+        study.abandon(999999)
+    with pytest.raises(NotFoundError, match="no job"):
+        client.job(2**31 - 1)
+    assert study.history.empty  # nothing refused was stored
+
+
 # ---- priors and training --------------------------------------------------------------------
 def test_upload_prior_checks_the_file_and_the_space(client, tmp_path):
     fam = unique("upload")

@@ -9,6 +9,7 @@ with its end.
 from __future__ import annotations
 
 import threading
+import types
 
 import pytest
 from sqlalchemy import create_engine, inspect, text
@@ -21,6 +22,7 @@ from metaprior.service.errors import (
     NotFoundError,
     StoreVersionError,
 )
+from metaprior.service.jobs import heartbeat
 from metaprior.service.models import SCHEMA_VERSION
 
 SPACE = {"version": 1, "parameters": [{"type": "float", "name": "x", "lower": 0.0, "upper": 1.0,
@@ -217,6 +219,40 @@ def test_a_failed_job_keeps_its_error(store):
     out = store.get_job(job.id)
     assert (out.state, out.error) == ("failed", "TaskFamilyError: too few studies")
     assert store.get_family("fam").current_prior is None
+
+
+def test_a_running_job_is_taken_for_dead_only_when_its_heartbeat_stops(store, monkeypatch):
+    from metaprior.service import db
+
+    now = [1000.0]
+    monkeypatch.setattr(db, "time", types.SimpleNamespace(time=lambda: now[0]))
+    store.create_family("fam", SPACE, "minimize")
+    job = store.create_job("fam", {}, seed=0, include_unfinished=False)
+    assert store.claim_job("w1").id == job.id
+    now[0] += db.STALE_JOB_SECONDS - 1
+    store.touch_job(job.id, "w1")  # a long chunk of training, still alive
+    now[0] += db.STALE_JOB_SECONDS - 1
+    assert store.claim_job("w2") is None
+    now[0] += 2  # no beat for longer than STALE_JOB_SECONDS: the worker is taken for dead
+    assert store.claim_job("w2").id == job.id
+    store.touch_job(job.id, "w1")  # the old worker's late beat does not take it back
+    with pytest.raises(ConflictError):
+        store.finish_job(job.id, "w1", b"prior", "done")
+    assert store.finish_job(job.id, "w2", b"prior", "done").version == 1
+
+
+def test_the_heartbeat_beats_while_its_block_runs_and_stops_after():
+    beats = []
+    fake = types.SimpleNamespace(touch_job=lambda job_id, worker: beats.append((job_id, worker)))
+    with heartbeat(fake, 7, "w", every=0.01):
+        for _ in range(1000):  # until the thread has beaten twice (bounded: a broken beat fails)
+            if len(beats) >= 2:
+                break
+            threading.Event().wait(0.01)
+    assert len(beats) >= 2
+    after = len(beats)
+    threading.Event().wait(0.05)
+    assert len(beats) == after and set(beats) == {(7, "w")}
 
 
 # ---- schema ---------------------------------------------------------------------------------
