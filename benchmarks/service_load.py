@@ -74,23 +74,19 @@ def commit() -> str:
 
 # ---- 1. overhead of one client alone ----------------------------------------------------
 def overhead(client: Client, family: str, tasks, evals: int, options: dict) -> pd.DataFrame:
+    """Seconds per ask of one task at a time: an in-process `Optimizer`, then a service study."""
     rows = []
     for k, task in enumerate(tasks):
         opt = mp.Optimizer(SPACE, seed=k, **options)
-        for n in range(evals):
-            t0 = time.perf_counter()
-            trials = opt.ask()
-            rows.append({"where": "in-process", "task": k, "n": n,
-                         "seconds": time.perf_counter() - t0})
-            opt.tell(trials, evaluate(task, trials))
         study = client.create_study(family, name=f"overhead-{k}-{time.time_ns()}", seed=k,
                                     options=options)
-        for n in range(evals):
-            t0 = time.perf_counter()
-            trials = study.ask()
-            rows.append({"where": "service", "task": k, "n": n,
-                         "seconds": time.perf_counter() - t0})
-            study.tell(trials, evaluate(task, trials))
+        for where, asker in (("in-process", opt), ("service", study)):
+            for n in range(evals):
+                t0 = time.perf_counter()
+                trials = asker.ask()
+                rows.append({"where": where, "task": k, "n": n,
+                             "seconds": time.perf_counter() - t0})
+                asker.tell(trials, evaluate(task, trials))
     return pd.DataFrame(rows)
 
 

@@ -281,3 +281,16 @@ def test_seed_reaches_the_model():
         opt.ask()
         nets.append(opt.model.adapted_prior.params[0])
     assert not torch.equal(nets[0], nets[1])
+
+
+def test_skip_sobol_moves_the_design_past_points_drawn_elsewhere():
+    bounds = Branin().bounds
+    asked = Optimizer(bounds, seed=3)
+    first = asked.ask(3)
+    rebuilt = Optimizer(bounds, seed=3)  # another process: it knows only how many were drawn
+    rebuilt.skip_sobol(3)
+    rebuilt.skip_sobol(0)
+    assert torch.equal(rebuilt.ask(2), asked.ask(2))
+    assert not torch.isclose(rebuilt.ask(1), first).all(-1).any()
+    with pytest.raises(ConfigError, match="n must be an integer >= 0"):
+        rebuilt.skip_sobol(-1)
