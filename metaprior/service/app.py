@@ -5,7 +5,7 @@ route lives under `/v1` and needs `Authorization: Bearer <token>` (one dependenc
 router, compared in constant time), except `GET /v1/health`. Errors carry a JSON `detail`:
 401 for a missing or wrong token, 404 for an unknown family, prior version, study, trial or job,
 409 for a name that exists or a conflicting tell, 422 for a request the schema or the space
-refuses, 503 when the database cannot be reached.
+refuses, 503 when the database cannot be reached or has no free connection (retry).
 """
 
 from __future__ import annotations
@@ -24,6 +24,7 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 from sqlalchemy.exc import OperationalError
+from sqlalchemy.exc import TimeoutError as PoolTimeoutError
 
 from metaprior.config import ReptileConfig
 from metaprior.errors import MetaPriorError
@@ -281,6 +282,14 @@ def create_app(store_url: str | None = None, token: str | None = None) -> FastAP
     def _store_down(_request: Request, e: OperationalError) -> JSONResponse:
         log.error("store unavailable: %s", e)
         return JSONResponse({"detail": "the store is unavailable; retry later"}, status_code=503)
+
+    @app.exception_handler(PoolTimeoutError)
+    def _store_busy(_request: Request, e: PoolTimeoutError) -> JSONResponse:
+        # More concurrent requests than the engine's connections, each waiting (an ask holds
+        # its connection while it fits): the request can be retried, it is no server bug.
+        log.warning("no free store connection: %s", e)
+        return JSONResponse({"detail": "the store is busy (no free connection); retry later"},
+                            status_code=503)
 
     return app
 

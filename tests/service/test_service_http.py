@@ -323,3 +323,23 @@ def test_train_a_prior_from_finished_studies(client):
     with pytest.raises(InvalidRequestError, match="outer_steps"):
         client.request("POST", f"/v1/families/{fam}/priors/train",
                        json={"config": {"outer_steps": 0}})
+
+
+def test_a_store_with_no_free_connection_is_503_not_500(tmp_path, monkeypatch):
+    """More waiting requests than the engine has connections: a retryable 503. (In process: a
+    real server would need dozens of concurrent asks to exhaust its pool.)"""
+    from fastapi.testclient import TestClient
+    from sqlalchemy.exc import TimeoutError as PoolTimeoutError
+
+    from metaprior.service.app import create_app
+
+    app = create_app(f"sqlite:///{tmp_path / 'store.db'}", "token")
+
+    def no_connection(*_args, **_kwargs):
+        raise PoolTimeoutError("QueuePool limit of size 5 overflow 10 reached")
+
+    monkeypatch.setattr(app.state.store, "list_families", no_connection)
+    with TestClient(app) as http:
+        r = http.get("/v1/families", headers={"Authorization": "Bearer token"})
+    assert r.status_code == 503 and "retry" in r.json()["detail"]
+    app.state.store.close()
