@@ -19,7 +19,7 @@ import json
 import time
 from collections.abc import Callable, Iterator
 
-from sqlalchemy import Connection, func, select, update
+from sqlalchemy import Connection, func, select, text, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session, sessionmaker
 
@@ -53,6 +53,9 @@ __all__ = ["DB_FILE", "Family", "Job", "PriorVersion", "Store", "Study", "StudyL
 # A worker that has not touched its running job for this long is taken for dead, and the job
 # may be claimed again (a kill -9 leaves no other trace).
 STALE_JOB_SECONDS = 120.0
+# PostgreSQL advisory lock key of opening (creating, migrating) a store: any fixed 64-bit number
+# that other applications on the database are unlikely to use.
+SCHEMA_LOCK_KEY = 0x6D65_7461_7072_696F  # "metaprio"
 
 
 def _v1_to_v2(conn: Connection) -> None:
@@ -103,6 +106,12 @@ class Store:
     # ---- schema -----------------------------------------------------------------------
     def _open_schema(self) -> int:
         with self._write() as s:
+            if not self.is_sqlite:
+                # Servers opening a new PostgreSQL store at once would race in CREATE TABLE
+                # (PostgreSQL's catalog refuses the second, a startup crash); an advisory lock
+                # held to the end of this transaction makes them take turns. SQLite's BEGIN
+                # IMMEDIATE already does.
+                s.execute(text("SELECT pg_advisory_xact_lock(:key)"), {"key": SCHEMA_LOCK_KEY})
             Base.metadata.create_all(s.connection())
             # Locked: two servers opening an old store at once migrate it once.
             row = s.get(SchemaRow, 1, with_for_update=True)

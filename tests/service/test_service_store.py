@@ -263,6 +263,29 @@ def test_a_store_reopens_with_its_data(store_url):
     assert again.get_family("fam").space == SPACE
 
 
+def test_servers_opening_a_new_store_at_once_all_open_it(store_url):
+    """Without a lock around creating the schema, PostgreSQL refuses all but one of several
+    concurrent CREATE TABLEs, and those servers fail to start."""
+    start, errors, stores = threading.Barrier(4), [], []
+
+    def open_store() -> None:
+        start.wait()
+        try:
+            stores.append(Store(store_url))
+        except Exception as e:  # noqa: BLE001 - reported below
+            errors.append(e)
+
+    threads = [threading.Thread(target=open_store) for _ in range(4)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert not errors, errors
+    assert {s.schema_version for s in stores} == {SCHEMA_VERSION}
+    for s in stores:
+        s.close()
+
+
 def test_an_older_store_is_migrated_and_keeps_its_data(store_url):
     old = Store(store_url)
     old.create_family("fam", SPACE, "minimize")
