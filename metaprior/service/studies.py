@@ -59,18 +59,20 @@ def read_space(space: dict) -> SearchSpace:
 def check_float_sized(value, where: str) -> None:
     """Refuse an integer too large for a float anywhere in a JSON document (JSON numbers have no
     size limit, and the space's encoder would overflow on it); `InvalidRequestError` naming
-    where it is."""
-    if isinstance(value, dict):
-        for k, v in value.items():
-            check_float_sized(v, f"{where}.{k}")
-    elif isinstance(value, list):
-        for i, v in enumerate(value):
-            check_float_sized(v, f"{where}[{i}]")
-    elif isinstance(value, int) and not isinstance(value, bool) and abs(value) > MAX_FLOAT_INT:
-        # Not printed whole: it may have thousands of digits.
-        raise InvalidRequestError(f"{where} is an integer of about "
-                                  f"{int(value.bit_length() * math.log10(2)) + 1} digits, too "
-                                  f"large for a float")
+    where it is, the first in document order. A loop, not recursion: the document may nest as
+    deep as the parser allows."""
+    todo = [(value, where)]
+    while todo:
+        v, at = todo.pop()
+        if isinstance(v, dict):
+            todo.extend(reversed([(item, f"{at}.{k}") for k, item in v.items()]))
+        elif isinstance(v, list):
+            todo.extend(reversed([(item, f"{at}[{i}]") for i, item in enumerate(v)]))
+        elif isinstance(v, int) and not isinstance(v, bool) and abs(v) > MAX_FLOAT_INT:
+            # Not printed whole: it may have thousands of digits.
+            raise InvalidRequestError(f"{at} is an integer of about "
+                                      f"{int(v.bit_length() * math.log10(2)) + 1} digits, too "
+                                      f"large for a float")
 
 
 def check_range(param) -> None:
