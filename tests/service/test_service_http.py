@@ -106,6 +106,29 @@ def test_without_a_token_serve_writes_one_readable_by_its_owner_only(tmp_path):
         proc.wait(15)
 
 
+def test_servers_creating_the_token_file_at_once_all_get_the_one_it_holds(tmp_path):
+    """Two servers started together on one store: each must serve the token the file holds,
+    not the one it wrote and another server's write replaced."""
+    import threading
+
+    from metaprior.service.serve import create_token_file
+
+    path, start, tokens = tmp_path / "store" / "service.token", threading.Barrier(6), []
+
+    def create() -> None:
+        start.wait()
+        tokens.append(create_token_file(path))
+
+    threads = [threading.Thread(target=create) for _ in range(6)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert len(tokens) == 6 and set(tokens) == {path.read_text().strip()}
+    assert stat.S_IMODE(path.stat().st_mode) == 0o600
+    assert [p.name for p in path.parent.iterdir()] == ["service.token"]  # no temporary left
+
+
 def test_a_token_file_open_to_others_is_refused(tmp_path):
     f = tmp_path / "token"
     f.write_text("secret")
