@@ -210,15 +210,19 @@ class StudyService:
 
     def ask(self, name: str, n: int) -> list[Trial]:
         """`n` new pending trials of study `name`, proposed with every pending trial in view."""
+        # What never changes (the study's settings, its family, its prior version) is read
+        # before the lock: inside it, a second connection per ask could wait on a pool that the
+        # asks queued on the lock have emptied, each waiting on the other.
+        study = self.store.get_study(name)
+        family = self.store.get_family(study.family)
+        space = SearchSpace.from_dict(family.space)
+        prior = self.prior_of(study)
         with self.store.locked_study(name) as lock:
-            study = lock.study
             if study.pending_timeout is not None:
                 lock.abandon_older_than(study.pending_timeout)
-            family = self.store.get_family(study.family)
-            space = SearchSpace.from_dict(family.space)
             trials = lock.trials()
-            opt = rebuild_optimizer(space, self.prior_of(study), study.seed, study.options,
-                                    trials, sign_of(family.direction))
+            opt = rebuild_optimizer(space, prior, study.seed, study.options, trials,
+                                    sign_of(family.direction))
             try:
                 df, sources = ask_with_sources(opt, n, trials)
             except MetaPriorError:

@@ -176,6 +176,28 @@ def test_the_study_lock_serialises_writers(store_url):
     b.close()
 
 
+def test_an_ask_needs_one_connection_at_a_time(store_url, monkeypatch):
+    """Asks queued on a study's lock hold their connections; an ask that needed a second one
+    while it held the lock would wait on a pool they emptied. A pool of one shows it."""
+    from metaprior.service import engine as engine_module
+    from metaprior.service.studies import StudyService
+
+    def one_connection(url, **kwargs):
+        return create_engine(url, **{**kwargs, "pool_size": 1, "max_overflow": 0,
+                                     "pool_timeout": 5})
+
+    monkeypatch.setattr(engine_module, "create_engine", one_connection)
+    store = Store(store_url)
+    try:
+        store.create_family("fam", SPACE, "minimize")
+        store.create_study("fam", "s", seed=0, options={"num_restarts": 1, "raw_samples": 8})
+        service = StudyService(store)
+        first, second = service.ask("s", 2), service.ask("s", 1)
+        assert [t.state for t in first + second] == ["pending"] * 3
+    finally:
+        store.close()
+
+
 def test_a_failed_locked_block_writes_nothing(store):
     study_with_trials(store, n=1)
     with pytest.raises(RuntimeError), store.locked_study("s1") as lock:
