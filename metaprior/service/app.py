@@ -2,7 +2,8 @@
 
 `create_app(store_url, token)` builds the app; `metaprior serve` runs it under uvicorn. Every
 route lives under `/v1` and needs `Authorization: Bearer <token>` (one dependency on the
-router, compared in constant time), except `GET /v1/health`. Errors carry a JSON `detail`:
+router, compared in constant time), except `GET /v1/health`; so does the schema at
+`/openapi.json`. Errors carry a JSON `detail`:
 401 for a missing or wrong token, 404 for an unknown family, prior version, study, trial or job,
 409 for a name that exists or a conflicting tell, 422 for a request the schema or the space
 refuses, 503 when the database cannot be reached or has no free connection (retry).
@@ -255,13 +256,19 @@ def create_app(store_url: str | None = None, token: str | None = None) -> FastAP
     # oversubscribe the cores (see DESIGN's facts on threads).
     torch.set_num_threads(1)
     store = Store(store_url if store_url is not None else os.environ.get(STORE_ENV))
+    # The schema needs the token too (/v1/health is the one open path), so FastAPI's open
+    # /openapi.json, /docs and /redoc are off and the schema is served below behind the token.
     app = FastAPI(title="metaprior prior service", version="1",
                   description="Families, priors, studies and trials of metaprior; ask/tell "
-                              "over HTTP.")
+                              "over HTTP.", openapi_url=None, docs_url=None, redoc_url=None)
     app.state.store, app.state.token = store, token
     app.state.service = StudyService(store)
     app.include_router(open_routes)
     app.include_router(api)
+
+    @app.get("/openapi.json", include_in_schema=False, dependencies=[Depends(require_token)])
+    def openapi_schema() -> JSONResponse:
+        return JSONResponse(app.openapi())
 
     @app.exception_handler(ServiceError)
     def _service_error(_request: Request, e: ServiceError) -> JSONResponse:

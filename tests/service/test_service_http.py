@@ -51,8 +51,9 @@ def run(study, n: int) -> None:
 
 
 # ---- security -------------------------------------------------------------------------------
-def every_operation(base_url: str) -> list[tuple[str, str]]:
-    schema = httpx.get(f"{base_url}/openapi.json").json()
+def every_operation(base_url: str, token: str) -> list[tuple[str, str]]:
+    schema = httpx.get(f"{base_url}/openapi.json",
+                       headers={"Authorization": f"Bearer {token}"}).json()
     ops = []
     for path, methods in schema["paths"].items():
         concrete = re.sub(r"\{[^}]+\}", "1", path)
@@ -61,8 +62,11 @@ def every_operation(base_url: str) -> list[tuple[str, str]]:
 
 
 def test_every_path_but_health_needs_the_token(sqlite_server):
-    ops = every_operation(sqlite_server.url)
+    ops = every_operation(sqlite_server.url, sqlite_server.token)
     assert len(ops) >= 15
+    ops.append(("GET", "/openapi.json"))  # the schema too; FastAPI's /docs and /redoc are off
+    for off in ("/docs", "/redoc"):
+        assert httpx.get(sqlite_server.url + off).status_code == 404
     for method, path in ops:
         bodyless = httpx.request(method, sqlite_server.url + path)
         wrong = httpx.request(method, sqlite_server.url + path,

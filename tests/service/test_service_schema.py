@@ -25,8 +25,8 @@ def test_no_request_the_schema_allows_gets_a_500(sqlite_server):
         client.create_family("fuzz", mp.SearchSpace([mp.Float("a", 0.0, 1.0),
                                                      mp.Categorical("c", ["x", "y"])]))
         client.create_study("fuzz", name="fuzz", options={"num_restarts": 1, "raw_samples": 8})
-    schema = schemathesis.openapi.from_url(f"{sqlite_server.url}/openapi.json")
     headers = {"Authorization": f"Bearer {sqlite_server.token}"}
+    schema = schemathesis.openapi.from_url(f"{sqlite_server.url}/openapi.json", headers=headers)
     failures, operations, statuses = [], 0, Counter()
     for result in schema.get_all_operations():
         op = result.ok()
