@@ -394,10 +394,17 @@ class StudyLock:
 
     def abandon_older_than(self, seconds: float) -> int:
         """Abandon the pending trials created more than `seconds` ago; returns how many."""
-        res = self._s.execute(update(TrialRow).where(
+        # Locked in id order first, as `Store.tell` locks its trials: a bare UPDATE locks them
+        # in whatever order it scans, and against a tell of two of them that is a deadlock.
+        ids = self._s.execute(select(TrialRow.id).where(
             TrialRow.study_id == self._row.id, TrialRow.state == "pending",
-            TrialRow.created < time.time() - seconds).values(state="abandoned"))
-        return res.rowcount or 0
+            TrialRow.created < time.time() - seconds).order_by(TrialRow.id).with_for_update()
+        ).scalars().all()
+        if not ids:
+            return 0
+        self._s.execute(update(TrialRow).where(TrialRow.id.in_(ids), TrialRow.state == "pending")
+                        .values(state="abandoned"))
+        return len(ids)
 
     def add_trials(self, params: list[dict], source: str | list[str],
                    values: list[float] | None = None) -> list[Trial]:
