@@ -100,13 +100,23 @@ def observations(family: TaskFamily, n: int):
     return X, task.fn(X), task
 
 
-def optimizer(method: str, prior: mp.MetaPrior, family: TaskFamily, X, y, seed: int):
-    """An Optimizer that has been told `X, y` (so its next ask is a BO step)."""
+def optimizer(method: str, prior: mp.MetaPrior, family: TaskFamily, X, y, seed: int, fn=None):
+    """An Optimizer that has been told `X, y` (so its next ask is a BO step).
+
+    With `fn`, it is told all but the last point, then makes one (untimed) BO step of its own
+    and is told its value: the timed step is then a step inside a run, which may reuse what the
+    previous step fitted, as in a user's loop.
+    """
     if method == "none":
         opt = Optimizer(family.bounds, prior=None, seed=seed)
     else:
         opt = Optimizer(family.bounds, prior=prior, mode=method, seed=seed)
-    opt.tell(X, y)
+    if fn is None:
+        opt.tell(X, y)
+        return opt
+    opt.tell(X[:-1], y[:-1])
+    x = opt.ask()
+    opt.tell(x, fn(x))
     return opt
 
 
@@ -189,7 +199,7 @@ def run(sizes, repeats: int, prior_steps: int, methods=METHODS) -> pd.DataFrame:
             for rep in range(repeats):
                 k = rep % len(methods)
                 for method in methods[k:] + methods[:k]:  # rotate the order every repeat
-                    opt = optimizer(method, prior, family, X, y, seed=rep)
+                    opt = optimizer(method, prior, family, X, y, seed=rep, fn=task.fn)
                     seconds, cpu_seconds = time_iteration(opt, task.fn)
                     expected = {"none": SingleTaskGP, "trusted": TrustedPriorModel,
                                 "shift": ShiftEnsembleModel}.get(method, MetaPriorModel)

@@ -68,6 +68,8 @@ def default_n_init(dim: int) -> int:
 
 
 MODES = ("trusted", *PRIOR_MODES, "shift")
+# Start each step's informed-GP fit from the previous step's (the trusted default only).
+WARM_START_FIT = True
 HISTORY_COLUMNS = ("iteration", "y", "best", "source", "asked", "seconds", "prior_trust")
 
 
@@ -249,8 +251,11 @@ class Optimizer:
             return SingleTaskGP(self._X, self._Y,
                                 input_transform=Normalize(d=self.dim, bounds=self.bounds))
         if self.mode == "trusted":
+            start = (self.model.informed_hyperparameters()
+                     if WARM_START_FIT and isinstance(self.model, TrustedPriorModel) else None)
             return TrustedPriorModel(self._X, self._Y, self.prior, bounds=self.bounds,
-                                     adapt_steps=self.adapt_steps, seed=self.seed)
+                                     adapt_steps=self.adapt_steps, seed=self.seed,
+                                     informed_start=start)
         if self.mode == "shift":
             return ShiftEnsembleModel(self._X, self._Y, self.prior, seed=self.seed)
         return MetaPriorModel(self._X, self._Y, self.prior, mode=self.mode,

@@ -254,6 +254,8 @@ def test_prior_trust_is_reported_per_evaluation():
     trust = opt.history["prior_trust"]
     assert trust.between(0, 1).all() and trust.iloc[0] == PRIOR_PROBABILITY
     assert opt.prior_trust == opt.model.prior_trust
+    # Each BO step after the first starts its informed fit from the previous step's.
+    assert opt.model.warm_started
     fixed = run(Optimizer(task.bounds, prior=forrester_prior(), mode="mean", seed=0, **FAST),
                 task.fn, 3)
     assert fixed.prior_trust == 1.0 and (fixed.history["prior_trust"] == 1.0).all()

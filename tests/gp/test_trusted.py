@@ -233,3 +233,21 @@ def test_bounds_of_another_dimension_are_refused():
     model = TrustedPriorModel(X, torch.ones(3, 1, dtype=torch.float64) + X[:, :1], prior)
     with pytest.raises(InputDataError, match="shape"):
         model.posterior(X[0])
+
+
+def test_a_fit_starts_from_the_hyperparameters_it_is_given():
+    prior = branin_prior()
+    X = branin_points(8)
+    Y = Branin().held_out_tasks(1)[0](X).unsqueeze(-1)
+    first = TrustedPriorModel(X[:7], Y[:7], prior)
+    start = first.informed_hyperparameters()
+    assert set(start) == {"likelihood.noise_covar.raw_noise", "covar_module.raw_lengthscale"}
+    assert not first.warm_started
+    # Fitting stops where it starts when it starts at its own optimum for the same data.
+    again = TrustedPriorModel(X[:7], Y[:7], prior, informed_start=start)
+    assert again.warm_started
+    for name, value in again.informed_hyperparameters().items():
+        torch.testing.assert_close(value, start[name], rtol=1e-3, atol=1e-3)
+    with pytest.raises(ConfigError, match="raw_outputscale"):
+        TrustedPriorModel(X, Y, prior, informed_start={**start, "covar_module.raw_outputscale":
+                                                       torch.zeros(1, dtype=torch.float64)})
