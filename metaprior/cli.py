@@ -15,11 +15,11 @@ import os
 import sys
 from pathlib import Path
 
+from metaprior.__main__ import EXIT_INTERRUPTED
 from metaprior.config import OUTER_OPTIMIZERS
 from metaprior.errors import ConfigError, MetaPriorError, TaskFamilyError
 
 PROG = "metaprior"
-EXIT_INTERRUPTED = 130  # the shell's convention for SIGINT
 
 
 class CommandError(MetaPriorError):
