@@ -18,7 +18,7 @@ import pandas as pd
 import torch
 
 from benchmarks.context import load_context
-from benchmarks.run import block_tasks, run_one
+from benchmarks.run import Run, block_tasks, run_one
 
 
 def pick_runs(df: pd.DataFrame, method: str, n_runs: int) -> pd.DataFrame:
@@ -46,8 +46,8 @@ def main(argv=None) -> int:
         family = load_context(run.family, args.cache, args.yahpo_data).family
         names = [t.name for t in block_tasks(family, run.block, args.tasks)]
         index = names.index(run.task)
-        rows = run_one(run.family, index, int(run.seed), args.method, len(stored), args.tasks,
-                       args.cache, args.yahpo_data, run.block)
+        rows = run_one(Run(run.family, index, int(run.seed), args.method, len(stored),
+                           args.tasks, run.block), args.cache, args.yahpo_data)
         gap = float((pd.Series([r["y"] for r in rows]) - stored.y.to_numpy()).abs().max())
         worst = max(worst, gap)
         print(f"{run.family} {run.task} seed {run.seed}: {len(rows)} evaluations, "

@@ -2,11 +2,14 @@
 
 Usage:
     python -m benchmarks.run --families branin,forrester --tasks 8 --seeds 2 --budget 30 \\
-        --out benchmarks/results/standard.csv --workers 2
+        --out benchmarks/results/runs.csv --workers 2
 
 The CSV has one row per evaluation: family, task, seed, method, iteration, y, best, regret,
-seconds. A (family, task, seed, method) run already complete in the CSV is skipped, so an
-interrupted run resumes where it stopped. `--workers N` runs N processes, one thread each.
+seconds, block, prior_trust, and where the row came from (commit, versions, machine). A
+(family, task, seed, method) run already complete in the CSV is skipped, so an interrupted run
+resumes where it stopped; rows of another commit are refused unless `--allow-mixed`.
+`--workers N` runs N processes, one thread each. The whole standard protocol is
+`python -m benchmarks.protocol` (`make bench`).
 """
 
 from __future__ import annotations
@@ -14,10 +17,12 @@ from __future__ import annotations
 import argparse
 import csv
 import os
-import subprocess
 import sys
 import time
 from concurrent.futures import ProcessPoolExecutor, as_completed
+from contextlib import ExitStack
+from dataclasses import dataclass
+from functools import lru_cache
 from multiprocessing import get_context
 from pathlib import Path
 
@@ -27,57 +32,68 @@ from tqdm.auto import tqdm
 
 from benchmarks.context import build_context, held_out, load_context
 from benchmarks.methods import METHODS, make_method
+from benchmarks.provenance import provenance
 from metaprior.tasks import family_names, mismatched_tasks
 
+PROVENANCE = ["commit", "versions", "machine"]
 COLUMNS = ["family", "task", "seed", "method", "iteration", "y", "best", "regret", "seconds",
-           "block", "prior_trust", "commit"]
+           "block", "prior_trust", *PROVENANCE]
 BLOCKS = ("help", "harm")
 # The standard protocol's families (../shared/DESIGN.md): the registry's box families, the
 # built-ins then the YAHPO scenarios.
 ALL_FAMILIES = tuple(family_names(typed=False))
 
 
+class MixedCommitsError(SystemExit):
+    """A results file holds rows of another commit than the one about to append to it."""
+
+
+@dataclass(frozen=True)
+class Run:
+    """One BO run of the benchmark: `budget` evaluations of `method` on a task of `block`."""
+
+    family: str
+    task_index: int
+    seed: int
+    method: str
+    budget: int
+    n_tasks: int  # tasks of the block, so that `task_index` names the same task everywhere
+    block: str = "help"
+
+
+@lru_cache(maxsize=64)
 def block_tasks(family, block: str, n_tasks: int) -> list:
-    """The tasks of a block: the family's held-out tasks ("help") or tasks unlike it ("harm")."""
+    """The tasks of a block: the family's held-out tasks ("help") or tasks unlike it ("harm").
+
+    Cached per process (a worker runs many tasks of one family, and a surrogate family's y*
+    takes seconds to find); `load_context` returns one family object per name.
+    """
     if block == "harm":
         return mismatched_tasks(family, n_tasks)
     return held_out(family, n_tasks)
 
 
-def git_commit() -> str:
-    """The repository's commit, with "+dirty" when the tree has uncommitted changes."""
-    try:
-        root = Path(__file__).resolve().parent.parent
-        sha = subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=root, text=True,
-                             capture_output=True, check=True).stdout.strip()
-        dirty = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no"],
-                               cwd=root, text=True, capture_output=True).stdout.strip()
-        return sha + ("+dirty" if dirty else "")
-    except (OSError, subprocess.CalledProcessError):
-        return "unknown"
-
-
-def run_one(family: str, task_index: int, seed: int, method: str, budget: int, n_tasks: int,
-            cache_dir: str, yahpo_dir: str | None, block: str = "help",
-            commit: str = "unknown") -> list[dict]:
-    """One BO run: `budget` evaluations of `method` on task `task_index` of `block`."""
-    ctx = load_context(family, cache_dir, yahpo_dir)
-    task = block_tasks(ctx.family, block, n_tasks)[task_index]
-    opt = make_method(method, ctx, seed)
+def run_one(run: Run, cache_dir: str, yahpo_dir: str | None,
+            origin: dict[str, str] | None = None) -> list[dict]:
+    """The rows of one BO run, one per evaluation; `origin` fills the provenance columns."""
+    ctx = load_context(run.family, cache_dir, yahpo_dir)
+    task = block_tasks(ctx.family, run.block, run.n_tasks)[run.task_index]
+    opt = make_method(run.method, ctx, run.seed)
     span = max(task.y_max - task.y_min, 1e-12)
+    origin = origin or dict.fromkeys(PROVENANCE, "unknown")
     rows, best = [], float("inf")
-    for it in range(1, budget + 1):
+    for it in range(1, run.budget + 1):
         t0 = time.perf_counter()
         X = opt.ask()
         seconds = time.perf_counter() - t0
         y = task(X).reshape(-1)
         opt.tell(X, y)
         best = min(best, float(y[0]))
-        rows.append({"family": family, "task": task.name, "seed": seed, "method": method,
-                     "iteration": it, "y": float(y[0]), "best": best,
+        rows.append({"family": run.family, "task": task.name, "seed": run.seed,
+                     "method": run.method, "iteration": it, "y": float(y[0]), "best": best,
                      "regret": max(best - task.y_min, 0.0) / span, "seconds": seconds,
-                     "block": block, "prior_trust": getattr(opt, "prior_trust", float("nan")),
-                     "commit": commit})
+                     "block": run.block, "prior_trust": getattr(opt, "prior_trust", float("nan")),
+                     **origin})
     return rows
 
 
@@ -86,17 +102,85 @@ def _worker_init() -> None:
     os.environ["OMP_NUM_THREADS"] = "1"
 
 
-def completed_runs(path: Path, budget: int) -> set[tuple]:
-    """(family, task, seed, method) runs with all `budget` rows already in the CSV (task names
-    differ between blocks)."""
+def read_results(path: Path) -> pd.DataFrame | None:
+    """The rows already in a results CSV (None if there is none); refuses other columns."""
     if not path.exists() or path.stat().st_size == 0:
-        return set()
+        return None
     df = pd.read_csv(path)
     if list(df.columns) != COLUMNS:
         raise SystemExit(f"metaprior bench: error: {path} has columns {list(df.columns)}, "
                          f"expected {COLUMNS}; write to a new file")
+    return df
+
+
+def check_one_commit(df: pd.DataFrame | None, path: Path, commit: str,
+                     allow_mixed: bool) -> None:
+    """Refuse to append rows of `commit` to a file holding another commit's rows."""
+    if df is None or allow_mixed:
+        return
+    others = sorted(set(df["commit"].astype(str)) - {commit})
+    if others:
+        raise MixedCommitsError(
+            f"metaprior bench: error: {path} holds rows of commit(s) {others}, this is {commit}; "
+            f"resume on that commit (git worktree add DIR {others[0].split('+')[0]}), write to "
+            f"a new file, or pass --allow-mixed")
+
+
+def completed_runs(df: pd.DataFrame | None, budget: int) -> set[tuple]:
+    """(family, task, seed, method) runs with all `budget` rows in `df` (task names differ
+    between blocks)."""
+    if df is None:
+        return set()
     counts = df.groupby(["family", "task", "seed", "method"]).iteration.max()
     return {k for k, v in counts.items() if v >= budget}
+
+
+def plan_runs(families: list[str], methods: list[str], n_tasks: int, seeds: int, budget: int,
+              block: str, cache: str, yahpo_dir: str | None, done: set[tuple]) -> list[Run]:
+    """The runs of one block not yet in `done`, family by family (contexts must be built)."""
+    runs = []
+    for fam in families:
+        tasks = block_tasks(load_context(fam, cache, yahpo_dir).family, block, n_tasks)
+        for ti, task in enumerate(tasks):
+            for seed in range(seeds):
+                for m in methods:
+                    if (fam, task.name, seed, m) not in done:
+                        runs.append(Run(fam, ti, seed, m, budget, n_tasks, block))
+    return runs
+
+
+def execute(runs: list[tuple[Path, Run]], cache: str, yahpo_dir: str | None, workers: int,
+            origin: dict[str, str], progress: bool = True) -> None:
+    """Run each `(path, run)` in order and append its rows to `path` as soon as it ends."""
+    paths = sorted({path for path, _ in runs})
+    bar = tqdm(total=len(runs), desc="bench runs", disable=not progress)
+    with ExitStack() as stack:
+        writers = {}
+        for path in paths:
+            header = not path.exists() or path.stat().st_size == 0
+            f = stack.enter_context(open(path, "a", newline=""))
+            writers[path] = (f, csv.DictWriter(f, fieldnames=COLUMNS))
+            if header:
+                writers[path][1].writeheader()
+
+        def record(path: Path, rows: list[dict]) -> None:
+            f, writer = writers[path]
+            writer.writerows(rows)
+            f.flush()
+            os.fsync(f.fileno())  # a finished run survives a crash of the machine
+            bar.update(1)
+
+        if workers <= 1:
+            for path, run in runs:
+                record(path, run_one(run, cache, yahpo_dir, origin))
+        else:
+            with ProcessPoolExecutor(workers, mp_context=get_context("spawn"),
+                                     initializer=_worker_init) as pool:
+                futures = {pool.submit(run_one, run, cache, yahpo_dir, origin): path
+                           for path, run in runs}
+                for fut in as_completed(futures):
+                    record(futures[fut], fut.result())
+    bar.close()
 
 
 def parse_args(argv=None) -> argparse.Namespace:
@@ -115,6 +199,8 @@ def parse_args(argv=None) -> argparse.Namespace:
     p.add_argument("--workers", type=int, default=1)
     p.add_argument("--yahpo-data", default=os.environ.get("METAPRIOR_YAHPO_DATA"))
     p.add_argument("--quick", action="store_true", help="tiny meta-training, for smoke tests")
+    p.add_argument("--allow-mixed", action="store_true",
+                   help="append to a file that holds rows of another commit")
     p.add_argument("--no-progress", action="store_true")
     return p.parse_args(argv)
 
@@ -131,44 +217,18 @@ def main(argv=None) -> int:
         return 2
     out = Path(args.out)
     out.parent.mkdir(parents=True, exist_ok=True)
-    done = completed_runs(out, args.budget)
-    commit = git_commit()
-    jobs = []
+    origin = provenance()
+    existing = read_results(out)
+    check_one_commit(existing, out, origin["commit"], args.allow_mixed)
+    done = completed_runs(existing, args.budget)
     for fam in families:
         build_context(fam, args.cache, methods, args.yahpo_data, args.quick,
                       progress=not args.no_progress)
-        tasks = block_tasks(load_context(fam, args.cache, args.yahpo_data).family, args.block,
-                            args.tasks)
-        for ti, task in enumerate(tasks):
-            for seed in range(args.seeds):
-                for m in methods:
-                    if (fam, task.name, seed, m) not in done:
-                        jobs.append((fam, ti, seed, m, args.budget, args.tasks, args.cache,
-                                     args.yahpo_data, args.block, commit))
-    write_header = not out.exists() or out.stat().st_size == 0
-    bar = tqdm(total=len(jobs), desc="bench runs", disable=args.no_progress)
-    with open(out, "a", newline="") as f:
-        writer = csv.DictWriter(f, fieldnames=COLUMNS)
-        if write_header:
-            writer.writeheader()
-
-        def record(rows):
-            writer.writerows(rows)
-            f.flush()
-            bar.update(1)
-
-        if args.workers <= 1:
-            for job in jobs:
-                record(run_one(*job))
-        else:
-            ctx = get_context("spawn")
-            with ProcessPoolExecutor(args.workers, mp_context=ctx,
-                                     initializer=_worker_init) as pool:
-                futures = [pool.submit(run_one, *job) for job in jobs]
-                for fut in as_completed(futures):
-                    record(fut.result())
-    bar.close()
-    print(f"{len(jobs)} runs written to {out} ({len(done)} were already there)")
+    runs = plan_runs(families, methods, args.tasks, args.seeds, args.budget, args.block,
+                     args.cache, args.yahpo_data, done)
+    execute([(out, r) for r in runs], args.cache, args.yahpo_data, args.workers, origin,
+            progress=not args.no_progress)
+    print(f"{len(runs)} runs written to {out} ({len(done)} were already there)")
     return 0
 
 

@@ -20,13 +20,14 @@ the dense maximum, so that normalised regret is defined as on the family's own t
 from __future__ import annotations
 
 import math
+import warnings
 
 import numpy as np
 import torch
 from scipy.optimize import minimize as scipy_minimize
 from torch import Tensor
 
-from metaprior.errors import TaskFamilyError
+from metaprior.errors import OutOfBoundsWarning, TaskFamilyError
 from metaprior.space import box_from_unit, box_to_unit
 from metaprior.tasks.family import Task, TaskFamily, make_generator
 
@@ -52,20 +53,35 @@ def random_landscape(dim: int, generator: torch.Generator):
 
 
 def _range(fn, bounds: Tensor, generator: torch.Generator) -> tuple[float, float]:
-    """(y*, y_max) of `fn` over `bounds`: dense points, the best polished by L-BFGS-B."""
+    """(y*, y_max) of `fn` over `bounds`: dense points, the best polished by L-BFGS-B.
+
+    The polish uses autograd gradients where `fn` is written in torch, and finite differences
+    where it is not (a YAHPO surrogate runs in onnxruntime, outside autograd).
+    """
     U = torch.rand(DENSE, bounds.shape[-1], generator=generator, dtype=torch.float64)
     with torch.no_grad():
         values = fn(box_from_unit(U, bounds))
     best = float(values.min())
 
-    def objective(u: np.ndarray) -> tuple[float, np.ndarray]:
+    def value_and_grad(u: np.ndarray) -> tuple[float, np.ndarray]:
         ut = torch.tensor(u, dtype=torch.float64, requires_grad=True)
         value = fn(box_from_unit(ut, bounds).unsqueeze(0))[0]
         (grad,) = torch.autograd.grad(value, ut)
         return float(value.detach()), grad.numpy()
 
-    for start in U[values.argsort()[:POLISH]]:
-        res = scipy_minimize(objective, start.numpy(), jac=True, method="L-BFGS-B",
+    def value_only(u: np.ndarray) -> float:
+        with torch.no_grad():
+            return float(fn(box_from_unit(torch.tensor(u, dtype=torch.float64),
+                                          bounds).unsqueeze(0))[0])
+
+    starts = U[values.argsort()[:POLISH]]
+    try:
+        value_and_grad(starts[0].numpy())
+        objective, jac = value_and_grad, True
+    except RuntimeError:  # no autograd path through `fn`
+        objective, jac = value_only, None
+    for start in starts:
+        res = scipy_minimize(objective, start.numpy(), jac=jac, method="L-BFGS-B",
                              bounds=[(0.0, 1.0)] * bounds.shape[-1])
         best = min(best, float(res.fun))
     return best, float(values.max())
@@ -79,7 +95,15 @@ def _mismatch(kind: str, base: Task, bounds: Tensor, generator: torch.Generator)
     if kind == "far":
         signs = torch.randint(0, 2, (bounds.shape[-1],), generator=generator) * 2 - 1
         shift = FAR * width * signs.to(torch.float64)
-        return lambda X: base(X - shift.to(X))
+
+        def far(X: Tensor) -> Tensor:
+            # A table family's surrogate clamps points outside its box (with a warning per
+            # call): translated far, the task sees the surrogate's edge, which is the point.
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore", OutOfBoundsWarning)
+                return base(X - shift.to(X))
+
+        return far
     landscape = random_landscape(bounds.shape[-1], generator)
     U = torch.rand(DENSE, bounds.shape[-1], generator=generator, dtype=torch.float64)
     with torch.no_grad():

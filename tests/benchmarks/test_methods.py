@@ -36,4 +36,4 @@ def test_warm_start_ablation_starts_at_the_zero_shot_point_then_plain_bo():
     torch.testing.assert_close(opt.train_X[0], prior_minimizer(prior, task.bounds, seed=0))
     assert opt.history["source"].tolist() == ["prior", "sobol", "bo"]
     assert opt.prior is None and opt.prior_trust == 0.0
-    assert {"block", "prior_trust", "commit"} <= set(COLUMNS)
+    assert {"block", "prior_trust", "commit", "versions", "machine"} <= set(COLUMNS)

@@ -1,0 +1,54 @@
+"""Where a benchmark row came from: the commit, the library versions and the machine.
+
+Every row of a benchmark CSV carries these three strings, so a table can say what produced it
+and the report can refuse to mix rows of different commits.
+"""
+
+from __future__ import annotations
+
+import os
+import platform
+import subprocess
+from importlib import metadata
+from pathlib import Path
+
+from benchmarks.machine import cpu_description
+
+# The libraries whose versions change the numbers (the model, the GP, the acquisition).
+VERSIONED = ("metaprior", "torch", "botorch", "gpytorch", "numpy", "scipy")
+
+
+def git_commit() -> str:
+    """The repository's short commit, with "+dirty" when tracked files have uncommitted changes."""
+    root = Path(__file__).resolve().parent.parent
+    try:
+        sha = subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=root, text=True,
+                             capture_output=True, check=True).stdout.strip()
+        dirty = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no"],
+                               cwd=root, text=True, capture_output=True).stdout.strip()
+    except (OSError, subprocess.CalledProcessError):
+        return "unknown"
+    return sha + ("+dirty" if dirty else "")
+
+
+def library_versions() -> str:
+    """e.g. "python 3.11.9; metaprior 0.4.0; torch 2.13.0; ..."."""
+    parts = [f"python {platform.python_version()}"]
+    for name in VERSIONED:
+        try:
+            parts.append(f"{name} {metadata.version(name)}")
+        except metadata.PackageNotFoundError:
+            parts.append(f"{name} absent")
+    return "; ".join(parts)
+
+
+def machine_description() -> str:
+    """The CPU model with its vector extensions and the number of cores, e.g.
+    "Intel(R) Xeon(R) ... (avx2, fma, avx512f); 2 cores"."""
+    return f"{cpu_description()}; {os.cpu_count()} cores"
+
+
+def provenance() -> dict[str, str]:
+    """The `commit`, `versions` and `machine` columns of this process's rows."""
+    return {"commit": git_commit(), "versions": library_versions(),
+            "machine": machine_description()}
