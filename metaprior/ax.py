@@ -61,6 +61,7 @@ from ax.generation_strategy.transition_criterion import MinTrials
 from torch import Tensor
 from torch.quasirandom import SobolEngine
 
+from metaprior.acquisition import DEFAULT_NUM_RESTARTS, DEFAULT_RAW_SAMPLES
 from metaprior.errors import ConfigError, InputDataError, InputDataWarning
 from metaprior.optim import MODES, Optimizer
 from metaprior.prior import MetaPrior
@@ -404,7 +405,8 @@ def generation_strategy(prior: MetaPrior, mode: str = "trusted", n_init: int = 1
                         zero_shot: bool = True, seed: int = 0,
                         adapt_steps: int | None = None,
                         input_names: list[str] | None = None,
-                        num_restarts: int = 8, raw_samples: int = 256) -> GenerationStrategy:
+                        num_restarts: int = DEFAULT_NUM_RESTARTS,
+                        raw_samples: int = DEFAULT_RAW_SAMPLES) -> GenerationStrategy:
     """An Ax `GenerationStrategy` that starts from `prior` and continues as `metaprior.Optimizer`.
 
     Args:

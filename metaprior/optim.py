@@ -18,20 +18,18 @@ from __future__ import annotations
 
 import numbers
 import time
-import warnings
 from dataclasses import dataclass
 
 import pandas as pd
 import torch
-from botorch.acquisition import qLogNoisyExpectedImprovement
 from botorch.acquisition.acquisition import AcquisitionFunction
-from botorch.acquisition.objective import LinearMCObjective
 from botorch.models import SingleTaskGP
 from botorch.models.transforms.input import Normalize
 from botorch.optim import optimize_acqf, optimize_acqf_mixed
 from torch import Tensor
 from torch.quasirandom import SobolEngine
 
+from metaprior.acquisition import DEFAULT_NUM_RESTARTS, DEFAULT_RAW_SAMPLES, propose
 from metaprior.errors import ConfigError, InputDataError
 from metaprior.gp.evidence import fit_gp
 from metaprior.gp.model import MODES as PRIOR_MODES
@@ -94,7 +92,7 @@ class Optimizer:
             trust: "mean", "weighted", "kernel", "both" (`MetaPriorModel`'s modes) or "shift"
             (`ShiftEnsembleModel`).
         n_init: Sobol points before the first GP of uninformed BO (default d + 1).
-        num_restarts, raw_samples: `optimize_acqf` settings.
+        num_restarts, raw_samples: `optimize_acqf` settings (defaults: `metaprior.acquisition`'s).
         adapt_steps: inner steps when adapting the prior (default: the prior's).
         trust_region: restrict each BO step's acquisition search to a box around the incumbent
             whose side is this fraction of the bounds' width, as a fixed-size TuRBO (Eriksson et
@@ -116,8 +114,9 @@ class Optimizer:
     """
 
     def __init__(self, bounds, prior: MetaPrior | None = None, *, seed: int = 0,
-                 mode: str = "trusted", n_init: int | None = None, num_restarts: int = 8,
-                 raw_samples: int = 256, adapt_steps: int | None = None,
+                 mode: str = "trusted", n_init: int | None = None,
+                 num_restarts: int = DEFAULT_NUM_RESTARTS, raw_samples: int = DEFAULT_RAW_SAMPLES,
+                 adapt_steps: int | None = None,
                  trust_region: float | None = None):
         self.space = bounds if isinstance(bounds, SearchSpace) else None
         self.bounds = validate_bounds(bounds if self.space is None else self.space.model_bounds)
@@ -290,27 +289,13 @@ class Optimizer:
         return box
 
     def _bo_points(self, n: int) -> Tensor:
-        step_seed = self._step_seed()
-        with torch.random.fork_rng():
-            torch.manual_seed(step_seed)
-            pending = torch.stack([p[0] for p in self._pending]) if self._pending else None
-            # linear_operator warns each time it adds jitter to a near-singular covariance,
-            # which clustered BO points make routine; the result is still correct.
-            with warnings.catch_warnings():
-                warnings.simplefilter("ignore")
-                acqf = qLogNoisyExpectedImprovement(
-                    self.model, X_baseline=self._X, X_pending=pending,
-                    objective=LinearMCObjective(torch.tensor([-1.0], dtype=torch.float64)),
-                    prune_baseline=True,
-                )
-                settings = dict(bounds=self.search_bounds(), q=n, num_restarts=self.num_restarts,
-                                raw_samples=self.raw_samples,
-                                options={"seed": step_seed, "maxiter": 100})
-                if self.space is None or self.space.is_box:
-                    X, _ = optimize_acqf(acqf, **settings)
-                else:
-                    X = self._typed_acqf_optimum(acqf, settings)
-        return X.detach()
+        """`n x D` points maximising the shared acquisition (`metaprior.acquisition`) under
+        `self.model`, given the pending asks."""
+        pending = torch.stack([p[0] for p in self._pending]) if self._pending else None
+        typed = None if self.space is None or self.space.is_box else self._typed_acqf_optimum
+        return propose(self.model, self._X, self.search_bounds(), n, self._step_seed(),
+                       X_pending=pending, num_restarts=self.num_restarts,
+                       raw_samples=self.raw_samples, maximize=typed)
 
     def _typed_acqf_optimum(self, acqf: AcquisitionFunction, settings: dict) -> Tensor:
         """Maximise `acqf` over the valid points of a typed space: `n x D` model coordinates."""

@@ -8,8 +8,9 @@ hyperparameters, on batches of points drawn from one training task at a time (ea
 outcomes standardised), with Adam and a cosine learning-rate schedule.
 
 At test time the meta-trained weights are copied, fine-tuned on the target's standardised
-observations (Adam, a few dozen steps, early stopping on the training loss), frozen, and LogEI
-proposes the next point (minimisation).
+observations (Adam, a few dozen steps, early stopping on the training loss), frozen, and the
+acquisition every method of the benchmark shares (`metaprior.acquisition`: qLogNEI, minimising,
+with the target's observed points as baseline) proposes the next point. (The paper used EI.)
 
 Warm start. The paper builds its initial design from the meta-training data (configurations that
 do well across training tasks). Our simple faithful version picks one point: among the source
@@ -23,7 +24,6 @@ from __future__ import annotations
 
 import copy
 import math
-import warnings
 from dataclasses import dataclass, field
 
 import torch
@@ -39,9 +39,10 @@ from torch import Tensor, nn
 from benchmarks.baselines.source_data import (
     check_observations,
     check_source_data,
-    optimize_logei,
+    propose_in_unit_cube,
     standardize,
 )
+from metaprior.acquisition import DEFAULT_NUM_RESTARTS, DEFAULT_RAW_SAMPLES
 from metaprior.errors import ConfigError
 from metaprior.tasks.family import make_generator, stream_seed
 
@@ -233,12 +234,13 @@ class FSBOOptimizer:
             and 0.0009 without fine-tuning).
         finetune_lr: Adam's learning rate for fine-tuning.
         patience: stop fine-tuning after this many steps without a loss decrease of 1e-4.
-        num_restarts, raw_samples: acquisition optimisation (`optimize_acqf`).
+        num_restarts, raw_samples: acquisition optimisation (`optimize_acqf`; default: the
+            library's, `metaprior.acquisition`).
     """
 
     def __init__(self, prior: FSBOPrior, dim: int, seed: int = 0, finetune_steps: int = 20,
-                 finetune_lr: float = 1e-3, patience: int = 16, num_restarts: int = 4,
-                 raw_samples: int = 256):
+                 finetune_lr: float = 1e-3, patience: int = 16,
+                 num_restarts: int = DEFAULT_NUM_RESTARTS, raw_samples: int = DEFAULT_RAW_SAMPLES):
         if int(dim) != prior.dim:
             raise ConfigError(f"dim {dim} does not match the prior's dim {prior.dim}")
         if int(finetune_steps) < 0 or not finetune_lr > 0 or int(patience) < 1:
@@ -289,8 +291,6 @@ class FSBOOptimizer:
         n = self.X.shape[0]
         if n == 0:
             return self.prior.x_init.clone()
-        model, Ys = self.fit_model()
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore")  # gpytorch's jitter warnings on near-duplicates
-            return optimize_logei(model, float(Ys.min()), self.dim, self.num_restarts,
-                                  self.raw_samples, self.seed, "fsbo-ask", n)
+        model, _ = self.fit_model()
+        return propose_in_unit_cube(model, self.X, self.num_restarts, self.raw_samples,
+                                    self.seed, "fsbo-ask", n)

@@ -11,9 +11,12 @@ each GP is fitted and predicts in its own task's standardised units. The ensembl
 standardised predictions: a source model's mean is not mapped onto the target's scale. This is
 consistent because (1) the weights depend only on rankings, which are invariant to a task's
 affine scaling, and (2) every standardised task has mean 0 and unit spread, so models that rank
-the target's points well also predict on a comparable scale. The incumbent `best_f` of LogEI is
-the minimum of the target's standardised outcomes, the units the target model (the one that
-dominates once data accumulates) predicts in.
+the target's points well also predict on a comparable scale.
+
+Acquisition. The acquisition every method of the benchmark shares (`metaprior.acquisition`:
+qLogNEI, minimising) on the ensemble, with the target's observed points as its baseline. Noisy
+EI needs no incumbent value: it compares the ensemble's joint samples at the candidates with
+those at the baseline, so it stays in the ensemble's own units. (The paper used EI.)
 
 Speed. All source GPs share one padded, batched exact predictor (`BatchedGP`) holding their
 Cholesky factors, so the ensemble costs a handful of batched tensor ops per acquisition call,
@@ -32,15 +35,15 @@ from botorch.posteriors.gpytorch import GPyTorchPosterior
 from gpytorch.distributions import MultivariateNormal
 from gpytorch.kernels import RBFKernel, ScaleKernel
 from gpytorch.mlls import ExactMarginalLogLikelihood
-from linear_operator.operators import DiagLinearOperator
 from torch import Tensor
 
 from benchmarks.baselines.source_data import (
     check_observations,
     check_source_data,
-    optimize_logei,
+    propose_in_unit_cube,
     standardize,
 )
+from metaprior.acquisition import DEFAULT_NUM_RESTARTS, DEFAULT_RAW_SAMPLES
 from metaprior.errors import ConfigError
 from metaprior.tasks.family import make_generator, stream_seed
 
@@ -117,13 +120,14 @@ class BatchedGP:
         self.alpha = torch.cholesky_solve(resid, self.L).squeeze(-1) * mask
 
     def _kernel(self, A: Tensor, B: Tensor) -> Tensor:
-        """RBF kernel with per-model lengthscales: A `M x ... x a x d`, B `M x b x d`.
+        """RBF kernel with per-model lengthscales: A `M x ... x a x d`, B `M x b x d` (shared by
+        the batch) or `M x ... x b x d` (one set per batch).
 
         Returns `M x ... x a x b`.
         """
         shape = (A.shape[0],) + (1,) * (A.ndim - 2) + (A.shape[-1],)
         ls = self.lengthscale.reshape(shape)
-        As, Bs = A / ls, B.reshape(B.shape[0], *(1,) * (A.ndim - 3), *B.shape[1:]) / ls
+        As, Bs = A / ls, B.reshape(B.shape[0], *(1,) * (A.ndim - B.ndim), *B.shape[1:]) / ls
         sq = (As.pow(2).sum(-1, keepdim=True) - 2 * As @ Bs.transpose(-1, -2)
               + Bs.pow(2).sum(-1).unsqueeze(-2))
         scale = self.outputscale.reshape(-1, *(1,) * (A.ndim - 1))
@@ -137,19 +141,22 @@ class BatchedGP:
         """Latent posteriors of all M models at `Xq` (`... x q x d`).
 
         Returns:
-            mean `M x ... x q`, and variance `M x ... x q` (or covariance `M x ... x q x q`).
+            mean `M x ... x q`, and variance `M x ... x q` (or, with `full_cov`, the covariance
+            over the q points of each batch, `M x ... x q x q`).
         """
-        M, batch, q = self.num_models, Xq.shape[:-2], Xq.shape[-2]
-        # Flatten the test batch into one set of points: one triangular solve per model.
-        Xf = Xq.reshape(1, -1, Xq.shape[-1]).expand(M, -1, -1)
+        M, batch, (q, d) = self.num_models, Xq.shape[:-2], Xq.shape[-2:]
+        # Flatten the test batch into one set of B*q points: one triangular solve per model.
+        Xf = Xq.reshape(1, -1, d).expand(M, -1, -1)
         Ks = self._kernel(Xf, self.X) * self.mask.unsqueeze(-2)  # M x Bq x n
         mean = (Ks @ self.alpha.unsqueeze(-1)).squeeze(-1) + self.constant.unsqueeze(-1)
         V = torch.linalg.solve_triangular(self.L, Ks.transpose(-1, -2), upper=False)  # M x n x Bq
         mean = mean.reshape(M, *batch, q)
         if full_cov:
-            if Xq.ndim != 2:
-                raise ConfigError(f"full covariance needs a q x d input (got {tuple(Xq.shape)})")
-            return mean, self._kernel(Xf, Xf) - V.transpose(-1, -2) @ V
+            # Per batch b: K(X_b, X_b) - V_b^T V_b, with V_b the n x q columns of batch b.
+            Xb = Xq.reshape(1, -1, q, d).expand(M, -1, -1, -1)  # M x B x q x d
+            Vb = V.reshape(M, V.shape[-2], -1, q).transpose(-2, -3)  # M x B x n x q
+            cov = self._kernel(Xb, Xb) - Vb.transpose(-1, -2) @ Vb
+            return mean, cov.reshape(M, *batch, q, q)
         var = (self.outputscale.unsqueeze(-1) - V.pow(2).sum(-2)).clamp_min(1e-12)
         return mean, var.reshape(M, *batch, q)
 
@@ -231,11 +238,16 @@ def ranking_weights(source_losses: Tensor, target_losses: Tensor | None,
 
 
 class EnsembleModel(Model):
-    """The weighted GP ensemble as a botorch model (one output, diagonal covariance over q).
+    """The weighted GP ensemble as a botorch model: one output, joint over the q points.
+
+    The members are treated as independent: the ensemble is `sum_i w_i f_i`, with mean
+    `sum w_i mu_i` and covariance `sum w_i^2 Cov_i`. The covariance is full, not diagonal,
+    because noisy EI samples the baseline and the candidates jointly: with independent points
+    it would see no correlation between a candidate and the observed points near it.
 
     Args:
-        parts: list of `(BatchedGP, weights: M)` pairs; each model's prediction enters with its
-            weight: mean `sum w mu`, variance `sum w^2 var`.
+        parts: list of `(BatchedGP, weights: M)` pairs, each model's prediction entering with its
+            weight.
     """
 
     _num_outputs = 1
@@ -252,39 +264,44 @@ class EnsembleModel(Model):
     def batch_shape(self) -> torch.Size:
         return torch.Size([])
 
-    def predict(self, X: Tensor) -> tuple[Tensor, Tensor]:
-        """Ensemble mean and variance at `X` (`... x q x d`): two `... x q` tensors."""
+    def predict(self, X: Tensor, full_cov: bool = False) -> tuple[Tensor, Tensor]:
+        """Ensemble mean `... x q` at `X` (`... x q x d`), and variance `... x q` (or, with
+        `full_cov`, covariance `... x q x q`)."""
         mean = X.new_zeros(X.shape[:-1])
-        var = X.new_zeros(X.shape[:-1])
+        cov = X.new_zeros(X.shape[:-1] + X.shape[-2:-1] if full_cov else X.shape[:-1])
         for gp, w in self.parts:
-            mu, v = gp.posterior(X)
+            mu, c = gp.posterior(X, full_cov=full_cov)
             wr = w.reshape(-1, *(1,) * (X.ndim - 1))
             mean = mean + (wr * mu).sum(0)
-            var = var + (wr.pow(2) * v).sum(0)
-        return mean, var.clamp_min(1e-12)
+            cov = cov + (wr.unsqueeze(-1).pow(2) * c if full_cov else wr.pow(2) * c).sum(0)
+        return mean, cov if full_cov else cov.clamp_min(1e-12)
 
     def posterior(self, X: Tensor, output_indices=None, observation_noise=False,
                   posterior_transform=None, **kwargs) -> GPyTorchPosterior:
-        mean, var = self.predict(X)
-        post = GPyTorchPosterior(MultivariateNormal(mean, DiagLinearOperator(var)))
+        """The latent ensemble's joint posterior over the q points of each batch of `X`
+        (`... x q x d`)."""
+        mean, cov = self.predict(X, full_cov=True)
+        post = GPyTorchPosterior(MultivariateNormal(mean, cov))
         return posterior_transform(post) if posterior_transform is not None else post
 
 
 class RGPEOptimizer:
-    """Ask/tell RGPE in the unit cube, minimising, with LogEI on the ensemble.
+    """Ask/tell RGPE in the unit cube, minimising, with the shared qLogNEI on the ensemble.
 
     Args:
         source_data: list of `(X_i: n_i x dim in [0, 1]^dim, Y_i: n_i x 1)`.
         dim: input dimension.
         seed: seeds GP fits, ranking samples and acquisition optimisation (runs are reproducible).
         n_init: uniformly random points before the ensemble is used (0: the first point is
-            already the ensemble's LogEI argmax, the transfer warm start).
+            already the ensemble's acquisition argmax, the transfer warm start).
         n_samples: posterior samples S per model for the ranking weights.
-        num_restarts, raw_samples: acquisition optimisation (`optimize_acqf`).
+        num_restarts, raw_samples: acquisition optimisation (`optimize_acqf`; default: the
+            library's, `metaprior.acquisition`).
     """
 
     def __init__(self, source_data, dim: int, seed: int = 0, n_init: int = 0,
-                 n_samples: int = 256, num_restarts: int = 4, raw_samples: int = 256):
+                 n_samples: int = 256, num_restarts: int = DEFAULT_NUM_RESTARTS,
+                 raw_samples: int = DEFAULT_RAW_SAMPLES):
         self.source = check_source_data(source_data, dim)
         for name, v, lo in (("n_init", n_init, 0), ("n_samples", n_samples, 1),
                             ("num_restarts", num_restarts, 1), ("raw_samples", raw_samples, 1)):
@@ -326,8 +343,9 @@ class RGPEOptimizer:
         f_loo = loo_mean[0] + loo_var[0].sqrt() * zt  # S x n, independent per point
         return ranking_weights(src, loo_misrank_counts(f_loo, y), gen)
 
-    def build_model(self) -> tuple[EnsembleModel, float]:
-        """The current ensemble and the LogEI incumbent, both in target-standardised units."""
+    def build_model(self) -> tuple[EnsembleModel, Tensor]:
+        """The current ensemble (in target-standardised units) and noisy EI's baseline: the
+        observed points, or before any observation a `1 x dim` stand-in (see below)."""
         n = self.X.shape[0]
         Ys = standardize(self.Y)[0]
         target = None
@@ -342,12 +360,12 @@ class RGPEOptimizer:
             parts.append((target, w[-1:]))
         model = EnsembleModel(parts)
         if n == 0:
-            # No incumbent yet: the best ensemble mean over the source points stands in for it.
+            # No observation yet: the source point with the lowest ensemble mean stands in for
+            # the baseline, i.e. the incumbent (the LogEI used before took that mean as best_f).
             with torch.no_grad():
-                best_f = float(model.predict(self._source_X)[0].min())
-        else:
-            best_f = float(Ys.min())
-        return model, best_f
+                best = model.predict(self._source_X)[0].argmin()
+            return model, self._source_X[best].unsqueeze(0)
+        return model, self.X
 
     def ask(self) -> Tensor:
         """The next point to evaluate: `1 x dim` in the unit cube."""
@@ -355,6 +373,6 @@ class RGPEOptimizer:
         if n < self.n_init:
             g = make_generator(self.seed, "rgpe-init", n)
             return torch.rand(1, self.dim, generator=g, dtype=torch.float64)
-        model, best_f = self.build_model()
-        return optimize_logei(model, best_f, self.dim, self.num_restarts, self.raw_samples,
-                              self.seed, "rgpe-ask", n)
+        model, X_baseline = self.build_model()
+        return propose_in_unit_cube(model, X_baseline, self.num_restarts, self.raw_samples,
+                                    self.seed, "rgpe-ask", n)

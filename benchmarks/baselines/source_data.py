@@ -8,11 +8,10 @@ is `n_i x 1`. The benchmark harness maps points to the family's original bounds.
 from __future__ import annotations
 
 import torch
-from botorch.acquisition import LogExpectedImprovement
 from botorch.models.model import Model
-from botorch.optim import optimize_acqf
 from torch import Tensor
 
+from metaprior.acquisition import propose
 from metaprior.errors import ConfigError, InputDataError
 from metaprior.space import box_to_unit
 from metaprior.tasks.family import TaskFamily, make_generator, stream_seed
@@ -95,22 +94,21 @@ def check_observations(X, y, dim: int) -> tuple[Tensor, Tensor]:
     return X, y
 
 
-def optimize_logei(model: Model, best_f: float, dim: int, num_restarts: int, raw_samples: int,
-                   seed: int, *labels: object) -> Tensor:
-    """Argmax over the unit cube of LogEI for *minimisation*, reproducibly seeded.
+def propose_in_unit_cube(model: Model, X_baseline: Tensor, num_restarts: int, raw_samples: int,
+                         seed: int, *labels: object) -> Tensor:
+    """Argmax over the unit cube of the acquisition every method shares
+    (`metaprior.acquisition`: qLogNEI, minimising), reproducibly seeded.
 
     Args:
-        model: a single-output botorch model whose posterior is in the same units as `best_f`.
-        best_f: the incumbent (lowest) value.
-        seed, labels: seed the global torch RNG (raw samples of `optimize_acqf`) from a stream.
+        model: a single-output botorch model with a joint posterior over the q points.
+        X_baseline: `n x dim` points of noisy EI's baseline (the observed ones).
+        seed, labels: the acquisition's seed is `stream_seed(seed, *labels) % 2**31`.
 
     Returns:
         `1 x dim` candidate in `[0, 1]^dim`.
     """
-    acq = LogExpectedImprovement(model, best_f=best_f, maximize=False)
+    dim = X_baseline.shape[-1]
     bounds = torch.stack([torch.zeros(dim), torch.ones(dim)]).to(torch.float64)
-    with torch.random.fork_rng():
-        torch.manual_seed(stream_seed(seed, *labels))
-        cand, _ = optimize_acqf(acq, bounds=bounds, q=1, num_restarts=num_restarts,
-                                raw_samples=raw_samples)
-    return cand.detach().clamp(0.0, 1.0).reshape(1, dim)
+    cand = propose(model, X_baseline, bounds, 1, stream_seed(seed, *labels) % 2**31,
+                   num_restarts=num_restarts, raw_samples=raw_samples)
+    return cand.clamp(0.0, 1.0).reshape(1, dim)

@@ -11,12 +11,14 @@ from botorch.models import SingleTaskGP
 from benchmarks.baselines.fsbo import DeepKernelGP, FSBOOptimizer, fsbo_meta_train, task_nll
 from benchmarks.baselines.rgpe import (
     BatchedGP,
+    EnsembleModel,
     RGPEOptimizer,
     fit_gp,
     misrank_counts,
     ranking_weights,
 )
 from benchmarks.baselines.source_data import source_data_from_family, standardize
+from metaprior.acquisition import DEFAULT_NUM_RESTARTS, DEFAULT_RAW_SAMPLES
 from metaprior.errors import ConfigError, InputDataError
 from metaprior.tasks import Forrester
 
@@ -49,8 +51,7 @@ def test_source_data_from_family_is_in_unit_cube_and_reproducible(forrester_sour
 
 
 def test_batched_gp_matches_single_task_gp_and_brute_force_loo():
-    gps = [fit_gp(*(lambda X, Y: (X, standardize(Y)[0]))(*sine_task(p, n, i)), seed=i)
-           for i, (p, n) in enumerate([(0.0, 6), (1.0, 11)])]
+    gps = sine_gps([(0.0, 6), (1.0, 11)])
     batched = BatchedGP(gps)
     Xq = torch.rand(3, 4, 1, dtype=torch.float64)
     mean, var = batched.posterior(Xq)
@@ -69,6 +70,48 @@ def test_batched_gp_matches_single_task_gp_and_brute_force_loo():
     post = ref.posterior(X[2:3], observation_noise=True)
     assert loo_mean[1, 2].item() == pytest.approx(post.mean.item(), abs=1e-5)
     assert loo_var[1, 2].item() == pytest.approx(post.variance.item(), rel=1e-3)
+
+
+def sine_gps(specs) -> list[SingleTaskGP]:
+    """GPs fitted to `sine_task`s, one per `(phase, n)` (standardised outcomes)."""
+    return [fit_gp(*(lambda X, Y: (X, standardize(Y)[0]))(*sine_task(p, n, i)), seed=i)
+            for i, (p, n) in enumerate(specs)]
+
+
+def test_batched_full_covariance_matches_unbatched_per_batch():
+    batched = BatchedGP(sine_gps([(0.0, 6), (1.0, 11), (2.0, 3)]))
+    Xq = torch.rand(2, 3, 4, 1, dtype=torch.float64, generator=torch.Generator().manual_seed(0))
+    mean, cov = batched.posterior(Xq, full_cov=True)
+    assert mean.shape == (3, 2, 3, 4) and cov.shape == (3, 2, 3, 4, 4)
+    for i in range(2):
+        for j in range(3):
+            m1, c1 = batched.posterior(Xq[i, j], full_cov=True)
+            assert torch.allclose(mean[:, i, j], m1, atol=1e-12)
+            assert torch.allclose(cov[:, i, j], c1, atol=1e-12)
+    var = batched.posterior(Xq)[1]
+    assert torch.allclose(torch.diagonal(cov, dim1=-2, dim2=-1), var, atol=1e-12)
+    assert torch.allclose(cov, cov.transpose(-1, -2), atol=1e-12)
+
+
+def test_ensemble_full_covariance_is_the_weighted_sum_of_its_gps():
+    """mean = sum w_i mu_i, Cov = sum w_i^2 Cov_i, with each member's posterior from botorch."""
+    gps = sine_gps([(0.0, 6), (1.0, 11), (2.0, 9)])
+    w = torch.tensor([0.5, 0.2, 0.3], dtype=torch.float64)
+    model = EnsembleModel([(BatchedGP(gps[:2]), w[:2]), (BatchedGP(gps[2:]), w[2:])])
+    Xq = torch.rand(3, 5, 1, dtype=torch.float64, generator=torch.Generator().manual_seed(1))
+    post = model.posterior(Xq)
+    mean, cov = post.mean.squeeze(-1), post.distribution.covariance_matrix
+    ref_mean, ref_cov = torch.zeros_like(mean), torch.zeros_like(cov)
+    with torch.no_grad():
+        for wi, gp in zip(w, gps, strict=True):
+            mvn = gp.posterior(Xq).distribution
+            ref_mean += wi * mvn.mean
+            ref_cov += wi**2 * mvn.covariance_matrix
+    assert cov.shape == (3, 5, 5)
+    assert torch.allclose(mean, ref_mean, atol=1e-5)
+    assert torch.allclose(cov, ref_cov, atol=1e-5)
+    # The points are correlated (this is what the joint sampling of noisy EI needs).
+    assert (cov - torch.diag_embed(torch.diagonal(cov, dim1=-2, dim2=-1))).abs().max() > 1e-3
 
 
 def test_misrank_counts_and_weight_dilution():
@@ -97,7 +140,22 @@ def test_rgpe_weights_favour_source_identical_to_target():
     assert w[2] > 0.5 and w[2] == w[:5].max()
 
 
+def test_rgpe_baseline_is_the_best_source_point_then_the_observations(forrester_source):
+    opt = RGPEOptimizer(forrester_source[:3], 1, seed=0)
+    model, baseline = opt.build_model()
+    source_X = torch.cat([X for X, _ in forrester_source[:3]])
+    with torch.no_grad():
+        means = model.posterior(source_X.unsqueeze(-2)).mean.reshape(-1)
+    assert torch.equal(baseline, source_X[means.argmin()].unsqueeze(0))
+    X = torch.tensor([[0.2], [0.7]], dtype=torch.float64)
+    opt.tell(X, torch.tensor([1.0, 2.0]))
+    assert torch.equal(opt.build_model()[1], X)
+
+
 def test_rgpe_ask_tell_shapes_uniform_start_and_reproducibility(forrester_source):
+    default = RGPEOptimizer(forrester_source[:2], 1)
+    assert (default.num_restarts, default.raw_samples) == (DEFAULT_NUM_RESTARTS,
+                                                           DEFAULT_RAW_SAMPLES)
     asks = []
     for _ in range(2):
         opt = RGPEOptimizer(forrester_source[:6], 1, seed=3, raw_samples=64)
@@ -163,6 +221,17 @@ def test_fsbo_ask_shapes_and_reproducible_prior(forrester_source, fsbo_prior):
     opt.tell(x0, torch.tensor([1.0]))
     x1 = opt.ask()
     assert x1.shape == (1, 1) and 0 <= x1.min() and x1.max() <= 1
+    # Reproducible for a seed, at a later step too.
+    asks = []
+    for _ in range(2):
+        o = FSBOOptimizer(fsbo_prior, 1, seed=0, finetune_steps=20, raw_samples=64)
+        for x, y in ((x0, 1.0), (x1, 0.5)):
+            o.tell(x, torch.tensor([y]))
+        asks.append(o.ask())
+    assert torch.equal(asks[0], asks[1]) and 0 <= asks[0].min() and asks[0].max() <= 1
+    default = FSBOOptimizer(fsbo_prior, 1)
+    assert (default.num_restarts, default.raw_samples) == (DEFAULT_NUM_RESTARTS,
+                                                           DEFAULT_RAW_SAMPLES)
     with pytest.raises(ConfigError, match="2"):
         FSBOOptimizer(fsbo_prior, 2)
 
