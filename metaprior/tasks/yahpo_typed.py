@@ -6,7 +6,8 @@ parameters of its `config_space.json` (read by `SearchSpace.from_configspace`, s
 is needed), minus the instance and the fidelities, so rbv2_rpart keeps its imputation method as a
 categorical. Its tasks take the space's encoded points (`space.model_bounds`); the table and the
 held-out tasks are built as `YahpoFamily`'s, and each held-out task's minimum comes from a strong
-search on the surrogate (`surrogate_minimum`), not from the best of random points.
+search on the surrogate (`surrogate_search.search_minimum`), not from the best of random
+points.
 """
 
 from __future__ import annotations
@@ -19,15 +20,12 @@ import torch
 from torch import Tensor
 
 from metaprior.errors import TaskFamilyError
-from metaprior.space import Categorical, SearchSpace
+from metaprior.space import SearchSpace
 from metaprior.tasks.family import Task, make_generator
+from metaprior.tasks.surrogate_search import search_minimum
 from metaprior.tasks.table import TableFamily
 from metaprior.tasks.yahpo import TEST_INSTANCES, YahpoSurrogate
 from metaprior.typed_acquisition import project_model_points
-
-# Coordinate-search sweeps and grid points per float parameter of `surrogate_minimum`.
-_SWEEPS = 3
-_FLOAT_GRID = 129
 
 
 def typed_space(surrogate: YahpoSurrogate) -> SearchSpace:
@@ -103,14 +101,13 @@ class YahpoTypedFamily(TableFamily):
         return sorted(self.tasks("test"), key=int)
 
     def y_range(self, instance: str) -> tuple[float, float]:
-        """(minimum found by `surrogate_minimum`, max over `n_dense` random configurations)."""
+        """(minimum found by `search_minimum` from `n_dense` random configurations, their max)."""
         if instance not in self._y_range:
             g = make_generator(0, "yahpo-typed-dense", self.name, instance)
             U = random_configurations(self.space, self.n_dense, g)
             y = self.evaluate(instance, U)
-            best = surrogate_minimum(lambda V: self.evaluate(instance, V), self.space,
-                                     U[y.argsort()[:8]])
-            self._y_range[instance] = (min(best, float(y.min())), float(y.max()))
+            best = search_minimum(lambda V: self.evaluate(instance, V), self.space, U, y)
+            self._y_range[instance] = (best, float(y.max()))
         return self._y_range[instance]
 
     def held_out_tasks(self, n_tasks: int, seed: int = 0) -> list[Task]:
@@ -127,31 +124,3 @@ class YahpoTypedFamily(TableFamily):
                               fn=lambda U, inst=inst: self.evaluate(inst, U),
                               bounds=self.bounds.clone(), y_min=lo, y_max=hi))
         return tasks
-
-
-def surrogate_minimum(objective, space: SearchSpace, starts: Tensor) -> float:
-    """The lowest value a coordinate search finds from each of `starts` (`k x D` encoded points).
-
-    Each sweep sets one parameter at a time to its best value with the others fixed: every level
-    of a categorical, every integer (up to `_FLOAT_GRID` of them), and a grid of `_FLOAT_GRID`
-    encoded values of a float. Cheap on a surrogate and far stronger than random points, whose
-    best BO soon passes (then regret reads 0 and stops measuring).
-    """
-    best = float("inf")
-    for x in starts:
-        x = x.clone()
-        for _ in range(_SWEEPS):
-            start = 0
-            for p in space.parameters:
-                if isinstance(p, Categorical):
-                    block = torch.eye(p.width, dtype=x.dtype)
-                else:
-                    block = torch.linspace(0, 1, _FLOAT_GRID, dtype=x.dtype).unsqueeze(-1)
-                candidates = x.repeat(block.shape[0], 1)
-                candidates[:, start:start + p.width] = block
-                candidates = project_model_points(space, candidates)
-                y = objective(candidates)
-                x = candidates[int(y.argmin())]
-                best = min(best, float(y.min()))
-                start += p.width
-    return best

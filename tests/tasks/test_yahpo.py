@@ -26,8 +26,9 @@ from metaprior.tasks.yahpo import (  # noqa: E402
 
 torch.set_num_threads(1)
 SCENARIOS = ["lcbench", "rbv2_rpart"]
-# Small tables and dense samples keep the module fast; the logic is the same at full size.
-N_RANDOM, N_DENSE = 12, 300
+# Small tables, dense samples and searches for y* keep the module fast; the logic is the same
+# at full size.
+N_RANDOM, N_DENSE, N_STARTS = 12, 300, 1
 
 
 def _data_dir():
@@ -46,7 +47,8 @@ needs_data = pytest.mark.skipif(DATA is None, reason="YAHPO data folder not foun
 def family(request):
     if DATA is None:
         pytest.skip("YAHPO data folder not found")
-    return YahpoFamily(request.param, DATA, n_random=N_RANDOM, seed=0, n_dense=N_DENSE)
+    return YahpoFamily(request.param, DATA, n_random=N_RANDOM, seed=0, n_dense=N_DENSE,
+                       n_starts=N_STARTS)
 
 
 def _config_space(scenario):
@@ -193,8 +195,13 @@ def test_held_out_tasks_are_evaluable(family):
         y = t(X)
         assert y.shape == (64,) and y.dtype == torch.float64 and torch.isfinite(y).all()
         assert t.y_min < t.y_max and torch.equal(t.bounds, family.bounds)
-        # y_min/y_max come from a dense sample, so they bracket most random points.
-        assert (y >= t.y_min - 0.5 * (t.y_max - t.y_min)).all()
+        # y_max is the max of the dense sample; y_min, a search's best, is below all of it.
+        inst = t.name.split("/")[1]
+        dense = family.surrogate.random_points(
+            N_DENSE, make_generator(0, "yahpo-dense", family.name, inst))
+        y_dense = t(dense)
+        assert t.y_max == float(y_dense.max())
+        assert t.y_min <= float(y_dense.min()) and t.y_min <= float(y.min())
     # The same tasks for any seed: a fixed split.
     again = family.held_out_tasks(2, seed=0)
     assert [(t.name, t.y_min, t.y_max) for t in again] == [
@@ -217,6 +224,8 @@ def test_deterministic_build():
 
 
 def test_bad_inputs(family):
+    with pytest.raises(TaskFamilyError, match="-1"):
+        YahpoFamily(family.name, DATA, n_random=2, n_starts=-1)
     sur = family.surrogate
     with pytest.raises(TaskFamilyError, match="'999999'"):
         sur.evaluate("999999", torch.zeros(1, sur.dim))
@@ -233,3 +242,18 @@ def test_bad_inputs(family):
     with pytest.warns(OutOfBoundsWarning, match="clamped"):
         y_out = sur.evaluate(sur.instances[0], outside)
     assert torch.equal(y_out, sur.evaluate(sur.instances[0], clamped))
+
+
+@needs_data
+@pytest.mark.quality
+@pytest.mark.parametrize("scenario", SCENARIOS)
+def test_y_min_beats_the_best_random_configuration(scenario):
+    """At the default settings, y* lies strictly below the best of the 20,000 random
+    configurations (the y_min before the search, `n_starts=0`), which BO soon passes."""
+    fam = YahpoFamily(scenario, DATA, n_random=2)
+    inst = fam.test_instances()[0]
+    task = fam.held_out_tasks(1)[0]
+    best_random, y_max = YahpoFamily(scenario, DATA, n_random=2, n_starts=0).y_range(inst)
+    assert task.y_min < best_random and task.y_max == y_max, (inst, task.y_min, best_random)
+    # Cached per process: a new family object with the same settings reuses the search.
+    assert YahpoFamily(scenario, DATA, n_random=2).y_range(inst) == (task.y_min, task.y_max)

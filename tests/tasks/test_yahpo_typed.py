@@ -10,11 +10,11 @@ pytest.importorskip("ConfigSpace")
 
 from metaprior.space import Categorical, Float, Int  # noqa: E402
 from metaprior.tasks.family import make_generator  # noqa: E402
+from metaprior.tasks.surrogate_search import surrogate_minimum  # noqa: E402
 from metaprior.tasks.yahpo import YahpoFamily  # noqa: E402
 from metaprior.tasks.yahpo_typed import (  # noqa: E402
     YahpoTypedFamily,
     random_configurations,
-    surrogate_minimum,
 )
 from tests.tasks.test_yahpo import DATA  # noqa: E402
 
