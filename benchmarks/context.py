@@ -20,8 +20,10 @@ from benchmarks.methods import Context
 from metaprior.shift import attach_shift_prior
 from metaprior.tasks import TableFamily, TaskFamily, get_family
 
-SOURCE_TASKS = 64  # training tasks given to RGPE and FSBO (all of them for tables, if fewer)
+SOURCE_TASKS = 64  # training tasks given to the baselines (all of them for tables, if fewer)
 SOURCE_POINTS = 64  # points per source task
+# Methods that learn from the source data (cached once per family, shared by them).
+SOURCE_METHODS = ("rgpe", "fsbo", "portfolio")
 
 
 def prior_config(family: TaskFamily, quick: bool = False) -> mp.ReptileConfig:
@@ -35,12 +37,34 @@ def prior_config(family: TaskFamily, quick: bool = False) -> mp.ReptileConfig:
     return cfg
 
 
+def source_tasks(family: TaskFamily) -> int:
+    """How many training tasks the baselines' source data holds."""
+    n_train = family.n_train_tasks()
+    return SOURCE_TASKS if n_train is None else min(SOURCE_TASKS, n_train)
+
+
 def source_data(family: TaskFamily, seed: int = 0) -> list:
     from benchmarks.baselines.source_data import source_data_from_family
 
-    n_train = family.n_train_tasks()
-    n_tasks = SOURCE_TASKS if n_train is None else min(SOURCE_TASKS, n_train)
-    return source_data_from_family(family, n_tasks, SOURCE_POINTS, seed)
+    return source_data_from_family(family, source_tasks(family), SOURCE_POINTS, seed)
+
+
+def portfolio_losses(family: TaskFamily, data: list, seed: int = 0):
+    """The portfolio's `M x M` loss table, each source task's best point evaluated on every
+    source task, or None when the family cannot evaluate its training tasks (the portfolio then
+    estimates it from the source data)."""
+    from benchmarks.baselines.portfolio import best_configurations
+    from benchmarks.baselines.training_tasks import (
+        check_reproduces,
+        evaluated_losses,
+        training_objectives,
+    )
+
+    objectives = training_objectives(family, source_tasks(family), SOURCE_POINTS, seed)
+    if objectives is None:
+        return None
+    check_reproduces(objectives, data)
+    return evaluated_losses(objectives, best_configurations(data))
 
 
 def build_context(name: str, cache_dir: str | os.PathLike, methods: list[str],
@@ -60,19 +84,32 @@ def build_context(name: str, cache_dir: str | os.PathLike, methods: list[str],
         if prior.shift_prior is None:  # cached before priors carried a shift prior
             attach_shift_prior(prior, family, seed=0)
             prior.save(prior_path)
-    needs_source = {"rgpe", "fsbo"} & set(methods)
-    src_path = cache / f"{name}.source.pkl"
-    if needs_source and not src_path.exists():
-        data = source_data(family)
-        fsbo_prior = None
-        if "fsbo" in methods:
-            from benchmarks.baselines.fsbo import fsbo_meta_train
+    if set(SOURCE_METHODS) & set(methods):
+        build_source(family, cache / f"{name}.source.pkl", methods, quick)
 
-            fsbo_prior = fsbo_meta_train(data, family.dim, seed=0,
-                                         **({"steps": 100} if quick else {}))
+
+def build_source(family: TaskFamily, src_path: Path, methods: list[str], quick: bool) -> None:
+    """Cache in `src_path` the source data and what `methods` learn from it."""
+    changed = not src_path.exists()
+    if changed:
+        blob = {"source_data": source_data(family), "fsbo_prior": None}
+    else:
+        with open(src_path, "rb") as f:
+            blob = pickle.load(f)
+    # A cache built for fewer methods gains what the others need, from the same source data.
+    if "fsbo" in methods and blob["fsbo_prior"] is None:
+        from benchmarks.baselines.fsbo import fsbo_meta_train
+
+        blob["fsbo_prior"] = fsbo_meta_train(blob["source_data"], family.dim, seed=0,
+                                             **({"steps": 100} if quick else {}))
+        changed = True
+    if "portfolio" in methods and "portfolio_losses" not in blob:
+        blob["portfolio_losses"] = portfolio_losses(family, blob["source_data"])
+        changed = True
+    if changed:
         # An internal cache of our own objects, never loaded from elsewhere.
         with open(src_path, "wb") as f:
-            pickle.dump({"source_data": data, "fsbo_prior": fsbo_prior}, f)
+            pickle.dump(blob, f)
 
 
 @lru_cache(maxsize=16)
@@ -86,6 +123,7 @@ def load_context(name: str, cache_dir: str, yahpo_dir: str | None = None) -> Con
         with open(src_path, "rb") as f:
             blob = pickle.load(f)
         ctx.source_data, ctx.fsbo_prior = blob["source_data"], blob["fsbo_prior"]
+        ctx.portfolio_losses = blob.get("portfolio_losses")
     return ctx
 
 

@@ -26,19 +26,24 @@ RAW_SAMPLES = 128
 
 METHODS = ("random", "bo", "bo-warmstart", "metaprior", "metaprior-mean", "metaprior-weighted",
            "metaprior-kernel", "metaprior-both", "metaprior-mean-tr", "metaprior-shift", "rgpe",
-           "fsbo")
+           "fsbo", "portfolio")
 # Side of the "-tr" methods' trust region, as a fraction of the box (`Optimizer(trust_region=)`).
 TRUST_REGION = 0.2
 
 
 @dataclass
 class Context:
-    """What the methods of one family may learn from (training split only)."""
+    """What the methods of one family may learn from (training split only).
+
+    `portfolio_losses` is the portfolio's `M x M` table of each source task's best point
+    evaluated on every source task (None: the portfolio estimates it from `source_data`).
+    """
 
     family: TaskFamily
     prior: MetaPrior
     source_data: list = field(default_factory=list)
     fsbo_prior: object | None = None
+    portfolio_losses: Tensor | None = None
 
 
 class RandomSearch:
@@ -130,4 +135,9 @@ def _make_method(name: str, ctx: Context, seed: int, domain):
         return UnitCubeAdapter(FSBOOptimizer(ctx.fsbo_prior, ctx.family.dim, seed=seed,
                                              num_restarts=NUM_RESTARTS,
                                              raw_samples=RAW_SAMPLES), bounds)
+    if name == "portfolio":
+        from benchmarks.baselines.portfolio import PortfolioOptimizer
+
+        return UnitCubeAdapter(PortfolioOptimizer(ctx.source_data, ctx.family.dim, seed=seed,
+                                                  losses=ctx.portfolio_losses), bounds)
     raise ConfigError(f"unknown method {name!r}; known: {METHODS}")
