@@ -1,0 +1,104 @@
+"""The one-command protocol at smoke scale: provenance, resuming, one commit, the report."""
+
+from __future__ import annotations
+
+import shutil
+
+import pandas as pd
+import pytest
+
+from benchmarks import protocol_report
+from benchmarks.protocol import PROTOCOLS, run_protocol
+from benchmarks.run import COLUMNS, PROVENANCE, MixedCommitsError
+
+SMOKE = PROTOCOLS["smoke"]
+README = "# metaprior\n\ntext before\n\n" + protocol_report.BEGIN + "\nold\n" + \
+    protocol_report.END + "\n\ntext after\n"
+
+
+@pytest.fixture(scope="module")
+def done(tmp_path_factory):
+    out = tmp_path_factory.mktemp("bench") / "v2"
+    origin = run_protocol(SMOKE, out, workers=1, allow_dirty=True, progress=False)
+    return out, origin
+
+
+def test_every_row_says_where_it_came_from(done):
+    out, origin = done
+    help_df, harm_df = pd.read_csv(out / "help.csv"), pd.read_csv(out / "harm.csv")
+    cal = pd.read_csv(out / "calibration.csv")
+    for df in (help_df, harm_df, cal):
+        for column in PROVENANCE:
+            assert (df[column] == origin[column]).all(), column
+    assert list(help_df.columns) == COLUMNS
+    assert "cores" in origin["machine"] and "torch" in origin["versions"]
+    block = SMOKE.block("help")
+    runs = help_df.groupby(["family", "task", "seed", "method"]).iteration.max()
+    assert len(runs) == len(SMOKE.families) * block.tasks * block.seeds * len(block.methods)
+    assert (runs == block.budget).all()
+    assert set(harm_df.block) == {"harm"} and set(harm_df.method) == {"bo", "metaprior"}
+    assert set(cal.model) == {"metaprior", "bo"} and set(cal.n) == {1, 5, 10}
+
+
+def test_a_second_call_resumes_and_adds_nothing(done):
+    out, _ = done
+    before = {p.name: p.read_bytes() for p in out.glob("*.csv")}
+    run_protocol(SMOKE, out, workers=1, allow_dirty=True, progress=False)
+    assert {p.name: p.read_bytes() for p in out.glob("*.csv")} == before
+
+
+def test_an_interrupted_block_is_completed_from_where_it_stopped(done, tmp_path):
+    out, _ = done
+    copy = tmp_path / "v2"
+    shutil.copytree(out, copy)
+    help_df = pd.read_csv(copy / "help.csv")
+    first = help_df.groupby(["family", "task", "seed", "method"]).ngroup() == 0
+    help_df[~first].to_csv(copy / "help.csv", index=False)  # one run lost
+    run_protocol(SMOKE, copy, workers=1, allow_dirty=True, progress=False)
+    again = pd.read_csv(copy / "help.csv")
+    assert len(again) == len(help_df)
+    lost = help_df[first].drop(columns="seconds").reset_index(drop=True)
+    redone = again.tail(len(lost)).drop(columns="seconds").reset_index(drop=True)
+    pd.testing.assert_frame_equal(redone, lost)  # the same run, the same numbers
+
+
+def test_rows_of_another_commit_are_refused(done, tmp_path):
+    out, _ = done
+    copy = tmp_path / "v2"
+    shutil.copytree(out, copy)
+    harm = pd.read_csv(copy / "harm.csv")
+    harm.loc[0, "commit"] = "0000000"
+    harm.to_csv(copy / "harm.csv", index=False)
+    with pytest.raises(MixedCommitsError, match="0000000"):
+        run_protocol(SMOKE, copy, workers=1, allow_dirty=True, progress=False)
+    with pytest.raises(protocol_report.ReportError, match="several commits"):
+        protocol_report.main([str(copy), "--protocol", "smoke", "--no-readme", "--no-plots"])
+    assert protocol_report.main([str(copy), "--protocol", "smoke", "--no-readme", "--no-plots",
+                                 "--allow-mixed"]) == 0
+
+
+def test_the_report_writes_the_readme_section_and_regenerating_changes_nothing(done, tmp_path):
+    out, origin = done
+    readme = tmp_path / "README.md"
+    readme.write_text(README)
+    args = [str(out), "--protocol", "smoke", "--readme", str(readme), "--no-plots"]
+    assert protocol_report.main(args) == 0
+    text = readme.read_text()
+    assert text.startswith("# metaprior\n\ntext before") and text.endswith("text after\n")
+    assert "old" not in text and origin["commit"] in text
+    for family in SMOKE.families:
+        assert family in text
+    assert "Partial" not in text
+    assert protocol_report.main([*args, "--check"]) == 0
+    readme.write_text(text.replace("forrester", "forester", 1))
+    assert protocol_report.main([*args, "--check"]) == 1
+    assert (out / "report.md").read_text() in text
+
+
+def test_a_readme_without_markers_is_refused(done, tmp_path):
+    out, _ = done
+    readme = tmp_path / "README.md"
+    readme.write_text("# no markers\n")
+    with pytest.raises(protocol_report.ReportError, match="markers"):
+        protocol_report.main([str(out), "--protocol", "smoke", "--readme", str(readme),
+                              "--no-plots"])
