@@ -126,12 +126,19 @@ def default_vs_bo(help_df: pd.DataFrame) -> pd.DataFrame:
     return pd.DataFrame(rows).set_index("family")
 
 
+def spread(regret: pd.Series) -> str:
+    """"median [q25, q75]; mean log10" of a method's regrets."""
+    q = regret.quantile([0.25, 0.5, 0.75]).to_numpy()
+    return (f"{number(q[1])} [{number(q[0])}, {number(q[2])}]; "
+            f"{stats.mean_log10(regret):.1f}")
+
+
 def every_method(help_df: pd.DataFrame, iteration: int) -> pd.DataFrame:
-    """Median regret / mean log10 regret of each method per family at `iteration`."""
+    """Per family (rows) and method (columns): the `spread` of regret at `iteration`."""
     at = help_df[help_df.iteration == iteration]
-    cells = at.groupby(["family", "method"], sort=False).regret.agg(
-        lambda r: f"{number(r.median())} / {stats.mean_log10(r):.1f}")
-    return cells.unstack("method")
+    methods = list(dict.fromkeys(help_df.method))  # the protocol's order
+    cells = at.groupby(["family", "method"], sort=False).regret.agg(spread)
+    return cells.unstack("method").reindex(columns=methods)
 
 
 def versus_modes(help_df: pd.DataFrame) -> pd.DataFrame:
@@ -212,8 +219,8 @@ def render(frames: dict[str, pd.DataFrame], protocol: Protocol, folder: Path,
         for it in CHECKPOINTS:
             if it <= final:
                 parts += [f"#### Help: every method at {it} evaluations\n",
-                          "Median regret / mean log10 regret (a regret of 0 counts as "
-                          f"{stats.REGRET_FLOOR:g}).\n",
+                          "Median regret [interquartile range]; mean log10 regret (a regret "
+                          f"of 0 counts as {stats.REGRET_FLOOR:g}).\n",
                           to_markdown(every_method(help_df, it)), ""]
         if help_df.method.str.startswith("metaprior-").any():
             parts += ["#### Help: the default against the best single mode\n",
