@@ -23,6 +23,7 @@ go first, so an interrupted run has the comparison that matters most.
 from __future__ import annotations
 
 import argparse
+import io
 import os
 import sys
 from dataclasses import dataclass
@@ -34,7 +35,8 @@ import torch
 from benchmarks import calibration
 from benchmarks.context import build_context
 from benchmarks.provenance import provenance
-from benchmarks.run import ALL_FAMILIES, check_one_commit, completed_runs, execute, plan_runs, read_results
+from benchmarks.run import ALL_FAMILIES, check_one_commit, completed_runs, execute, plan_runs, repair_results
+from metaprior.priorfile import atomic_write_bytes
 
 
 @dataclass(frozen=True)
@@ -85,14 +87,30 @@ PROTOCOLS = {
 CALIBRATION_MODELS = ("metaprior", "bo")
 
 
+def calibration_rows(protocol: Protocol) -> int:
+    """Rows of one family's calibration: tasks x observation counts x models."""
+    return protocol.calibration_tasks * len(calibration.SIZES) * len(CALIBRATION_MODELS)
+
+
+def read_calibration(path: Path, protocol: Protocol) -> pd.DataFrame | None:
+    """The calibration rows of the families that are complete; a family cut off by an
+    interruption is dropped from the file (atomically) to be redone whole."""
+    if not path.exists() or path.stat().st_size == 0:
+        return None
+    data = path.read_bytes()
+    df = pd.read_csv(io.BytesIO(data[:data.rfind(b"\n") + 1]))
+    complete = df.groupby("family").family.transform("size") >= calibration_rows(protocol)
+    if not complete.all() or not data.endswith(b"\n"):
+        atomic_write_bytes(path, df[complete].to_csv(index=False).encode())
+        df = df[complete]
+    return df if len(df) else None
+
+
 def run_calibration(protocol: Protocol, path: Path, cache: str, yahpo_dir: str | None,
-                    origin: dict[str, str], allow_mixed: bool) -> None:
-    """Append the calibration rows of each family not yet in `path`."""
-    done = set()
-    if path.exists() and path.stat().st_size:
-        existing = pd.read_csv(path)
-        check_one_commit(existing, path, origin["commit"], allow_mixed)
-        done = set(existing.family)
+                    origin: dict[str, str]) -> None:
+    """Append the calibration rows of each family not yet complete in `path`."""
+    existing = read_calibration(path, protocol)
+    done = set() if existing is None else set(existing.family)
     for family in protocol.families:
         if family in done:
             continue
@@ -113,19 +131,25 @@ def run_protocol(protocol: Protocol, out: Path, cache: str | None = None,
                          "the rows could not be reproduced from their commit; commit first "
                          "(or pass --allow-dirty)")
     out.mkdir(parents=True, exist_ok=True)
+    # Every file's commit is checked before hours of work start.
+    cal_path = out / "calibration.csv"
+    check_one_commit(read_calibration(cal_path, protocol), cal_path, origin["commit"],
+                     allow_mixed)
+    pending = []
+    for block in protocol.blocks:
+        path = out / f"{block.name}.csv"
+        existing = repair_results(path, block.budget)
+        check_one_commit(existing, path, origin["commit"], allow_mixed)
+        pending.append((block, path, completed_runs(existing, block.budget)))
     cache = str(out / "cache") if cache is None else cache
     methods = sorted({m for b in protocol.blocks for m in b.methods} | {"metaprior"})
     for family in protocol.families:
         build_context(family, cache, methods, yahpo_dir, protocol.quick, progress=progress)
-    run_calibration(protocol, out / "calibration.csv", cache, yahpo_dir, origin, allow_mixed)
+    run_calibration(protocol, cal_path, cache, yahpo_dir, origin)
     planned = []
-    for block in protocol.blocks:
-        path = out / f"{block.name}.csv"
-        existing = read_results(path)
-        check_one_commit(existing, path, origin["commit"], allow_mixed)
+    for block, path, done in pending:
         runs = plan_runs(list(protocol.families), list(block.methods), block.tasks, block.seeds,
-                         block.budget, block.name, cache, yahpo_dir,
-                         completed_runs(existing, block.budget))
+                         block.budget, block.name, cache, yahpo_dir, done)
         planned += [(path, run) for run in runs]
     # Stable sort: the comparison that matters most (bo against the default) runs first.
     planned.sort(key=lambda item: item[1].method not in protocol.first)

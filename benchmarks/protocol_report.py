@@ -28,6 +28,7 @@ import pandas as pd
 from benchmarks import stats
 from benchmarks.protocol import CALIBRATION_MODELS, PROTOCOLS, Protocol
 from benchmarks.report import plot_family, to_markdown
+from benchmarks.run import RUN_KEY
 from benchmarks.trust_report import harm_table, help_table
 
 BEGIN, END = "<!-- benchmark-v2:begin -->", "<!-- benchmark-v2:end -->"
@@ -39,13 +40,18 @@ class ReportError(SystemExit):
     """The CSVs cannot make one report (mixed commits, no rows, no README markers)."""
 
 
-def number(v: float) -> str:
-    """Two significant digits; 0 and inf spelled out."""
+def number(v: float, inf: str = "inf") -> str:
+    """Two significant digits; 0 as "0", NaN as "-", infinity as `inf`."""
     if v is None or (isinstance(v, float) and math.isnan(v)):
         return "-"
     if math.isinf(v):
-        return "never"
+        return inf
     return "0" if v == 0 else f"{v:.2g}"
+
+
+def evaluations(v: float) -> str:
+    """An evaluation count; infinity means the target was never reached."""
+    return number(v, inf="never")
 
 
 def load(folder: Path) -> dict[str, pd.DataFrame]:
@@ -54,7 +60,9 @@ def load(folder: Path) -> dict[str, pd.DataFrame]:
     for name in ("help", "harm", "calibration"):
         path = folder / f"{name}.csv"
         if path.exists() and path.stat().st_size:
-            frames[name] = pd.read_csv(path)
+            df = pd.read_csv(path)
+            if len(df):  # an interrupted start can leave a header only
+                frames[name] = df
     if not frames:
         raise ReportError(f"metaprior report: error: no help.csv, harm.csv or calibration.csv "
                           f"in {folder}")
@@ -95,11 +103,19 @@ def completeness(frames: dict[str, pd.DataFrame], protocol: Protocol) -> tuple[l
     return lines, complete
 
 
-def finished(df: pd.DataFrame) -> pd.DataFrame:
-    """Only the runs that reached the block's budget (a resumed run may hold partial ones)."""
-    budget = df.iteration.max()
-    size = df.groupby(["family", "task", "seed", "method"]).iteration.transform("max")
+def finished(df: pd.DataFrame, budget: int) -> pd.DataFrame:
+    """Only the runs that reached the block's `budget`, each once (`benchmarks.run` appends
+    a run whole, but a file cut by a crash may hold part of one)."""
+    df = df.drop_duplicates(subset=[*RUN_KEY, "iteration"])
+    size = df.groupby(RUN_KEY).iteration.transform("nunique")
     return df[size >= budget]
+
+
+def paired(g: pd.DataFrame, methods: tuple[str, ...]) -> pd.DataFrame:
+    """The rows of `methods` on the runs (task, seed) that all of them finished."""
+    g = g[g.method.isin(methods)]
+    n_methods = g.groupby(["task", "seed"]).method.transform("nunique")
+    return g[n_methods == len(methods)]
 
 
 def default_vs_bo(help_df: pd.DataFrame) -> pd.DataFrame:
@@ -108,7 +124,9 @@ def default_vs_bo(help_df: pd.DataFrame) -> pd.DataFrame:
     checkpoints = [c for c in CHECKPOINTS if c <= final]
     rows = []
     for family, g in help_df.groupby("family", sort=False):
-        if not {DEFAULT, REFERENCE} <= set(g.method):
+        # every figure of a row from the same runs, so that its columns agree
+        g = paired(g, (DEFAULT, REFERENCE))
+        if g.empty:
             continue
         row = {"family": family,
                "runs": g[g.method == DEFAULT][["task", "seed"]].drop_duplicates().shape[0]}
@@ -118,12 +136,14 @@ def default_vs_bo(help_df: pd.DataFrame) -> pd.DataFrame:
             row[f"default@{it}"] = number(g[(g.method == DEFAULT) & (g.iteration == it)]
                                           .regret.median())
         est, lo, hi = stats.evaluations_to_match(g, DEFAULT, REFERENCE, final)
-        row[f"evals to bo@{final} [90% CI]"] = f"{number(est)} [{number(lo)}, {number(hi)}]"
+        row[f"evals to bo@{final} [90% CI]"] = (f"{evaluations(est)} [{evaluations(lo)}, "
+                                                 f"{evaluations(hi)}]")
         for it in checkpoints:
             t = stats.signed_rank(g, DEFAULT, REFERENCE, it)
             row[f"W/L/T, p @{it}"] = f"{t['wins']}/{t['losses']}/{t['ties']}, {number(t['p'])}"
         rows.append(row)
-    return pd.DataFrame(rows).set_index("family")
+    return pd.DataFrame(rows, columns=["family"]).set_index("family") if not rows else \
+        pd.DataFrame(rows).set_index("family")
 
 
 def spread(regret: pd.Series) -> str:
@@ -133,12 +153,14 @@ def spread(regret: pd.Series) -> str:
             f"{stats.mean_log10(regret):.1f}")
 
 
-def every_method(help_df: pd.DataFrame, iteration: int) -> pd.DataFrame:
-    """Per family (rows) and method (columns): the `spread` of regret at `iteration`."""
+def every_method(help_df: pd.DataFrame, iteration: int,
+                 methods: tuple[str, ...]) -> pd.DataFrame:
+    """Per family (rows) and method (columns, in `methods`' order, those with runs): the
+    `spread` of regret at `iteration`."""
     at = help_df[help_df.iteration == iteration]
-    methods = list(dict.fromkeys(help_df.method))  # the protocol's order
     cells = at.groupby(["family", "method"], sort=False).regret.agg(spread)
-    return cells.unstack("method").reindex(columns=methods)
+    present = [m for m in methods if m in set(at.method)]
+    return cells.unstack("method").reindex(columns=present).fillna("-")
 
 
 def versus_modes(help_df: pd.DataFrame) -> pd.DataFrame:
@@ -208,7 +230,8 @@ def render(frames: dict[str, pd.DataFrame], protocol: Protocol, folder: Path,
               "(resume with `make bench` on the same commit).", *done, ""]
     help_df = frames.get("help")
     if help_df is not None:
-        help_df = finished(help_df)
+        help_df = finished(help_df, protocol.block("help").budget)
+    if help_df is not None and len(help_df):
         final = int(help_df.iteration.max())
         parts += ["#### Help: the default against uninformed BO on held-out tasks\n",
                   f"Median normalised regret. \"evals to bo@{final}\": evaluations the default "
@@ -221,13 +244,15 @@ def render(frames: dict[str, pd.DataFrame], protocol: Protocol, folder: Path,
                 parts += [f"#### Help: every method at {it} evaluations\n",
                           "Median regret [interquartile range]; mean log10 regret (a regret "
                           f"of 0 counts as {stats.REGRET_FLOOR:g}).\n",
-                          to_markdown(every_method(help_df, it)), ""]
+                          to_markdown(every_method(help_df, it,
+                                                   protocol.block("help").methods)), ""]
         if help_df.method.str.startswith("metaprior-").any():
             parts += ["#### Help: the default against the best single mode\n",
                       to_markdown(versus_modes(help_df)), ""]
     harm_df = frames.get("harm")
     if harm_df is not None:
-        harm_df = finished(harm_df)
+        harm_df = paired(finished(harm_df, protocol.block("harm").budget), (DEFAULT, REFERENCE))
+    if harm_df is not None and len(harm_df):
         parts += ["#### Harm: tasks unlike each family\n",
                   "Median normalised regret of uninformed BO and the default, their ratio, and "
                   "the default's `prior_trust` after 10 evaluations.\n",
@@ -280,7 +305,8 @@ def main(argv=None) -> int:
     if not args.no_readme:
         readme.write_text(replace_section(readme.read_text(), text, readme))
     if not args.no_plots and "help" in frames:
-        for family, g in finished(frames["help"]).groupby("family", sort=False):
+        budget = PROTOCOLS[args.protocol].block("help").budget
+        for family, g in finished(frames["help"], budget).groupby("family", sort=False):
             plot_family(g, family, folder / f"help_{family}.png")
     print(text)
     return 0

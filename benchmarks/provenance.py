@@ -16,15 +16,20 @@ from benchmarks.machine import cpu_description
 
 # The libraries whose versions change the numbers (the model, the GP, the acquisition).
 VERSIONED = ("metaprior", "torch", "botorch", "gpytorch", "numpy", "scipy")
+# Tracked paths that the benchmark writes and that do not change its numbers.
+NOT_CODE = ("README.md", "benchmarks/results")
 
 
 def git_commit() -> str:
-    """The repository's short commit, with "+dirty" when tracked files have uncommitted changes."""
+    """The repository's short commit, with "+dirty" when tracked files other than `NOT_CODE`
+    have uncommitted changes."""
     root = Path(__file__).resolve().parent.parent
     try:
         sha = subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=root, text=True,
                              capture_output=True, check=True).stdout.strip()
-        dirty = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no"],
+        # The report rewrites the README and the results; neither changes a number.
+        dirty = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no", "--",
+                                ".", *(f":(exclude){p}" for p in NOT_CODE)],
                                cwd=root, text=True, capture_output=True).stdout.strip()
     except (OSError, subprocess.CalledProcessError):
         return "unknown"

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import argparse
 import csv
+import io
 import os
 import sys
 import time
@@ -26,6 +27,7 @@ from functools import lru_cache
 from multiprocessing import get_context
 from pathlib import Path
 
+import numpy as np
 import pandas as pd
 import torch
 from tqdm.auto import tqdm
@@ -33,9 +35,11 @@ from tqdm.auto import tqdm
 from benchmarks.context import build_context, held_out, load_context
 from benchmarks.methods import METHODS, make_method
 from benchmarks.provenance import provenance
+from metaprior.priorfile import atomic_write_bytes
 from metaprior.tasks import family_names, mismatched_tasks
 
 PROVENANCE = ["commit", "versions", "machine"]
+RUN_KEY = ["family", "task", "seed", "method"]  # one BO run
 COLUMNS = ["family", "task", "seed", "method", "iteration", "y", "best", "regret", "seconds",
            "block", "prior_trust", *PROVENANCE]
 BLOCKS = ("help", "harm")
@@ -46,6 +50,10 @@ ALL_FAMILIES = tuple(family_names(typed=False))
 
 class MixedCommitsError(SystemExit):
     """A results file holds rows of another commit than the one about to append to it."""
+
+
+class RunsFailedError(SystemExit):
+    """Some runs raised; every other run's rows were written."""
 
 
 @dataclass(frozen=True)
@@ -110,7 +118,34 @@ def read_results(path: Path) -> pd.DataFrame | None:
     if list(df.columns) != COLUMNS:
         raise SystemExit(f"metaprior bench: error: {path} has columns {list(df.columns)}, "
                          f"expected {COLUMNS}; write to a new file")
-    return df
+    return df if len(df) else None
+
+
+def repair_results(path: Path, budget: int) -> pd.DataFrame | None:
+    """Drop what an interrupted append left in a results CSV, and return its rows.
+
+    A run's rows are appended in one write once the run has ended, so a process killed while
+    writing can only cut the file's last run: a cut-off last line, or fewer than `budget` rows
+    of the last run. Both are removed (the file is rewritten atomically), so the run is redone
+    whole instead of being counted twice. Earlier runs are never touched.
+    """
+    if not path.exists() or path.stat().st_size == 0:
+        return None
+    data = path.read_bytes()
+    lines = data[:data.rfind(b"\n") + 1].splitlines(keepends=True)
+    if len(lines) > 1:
+        df = pd.read_csv(io.BytesIO(b"".join(lines)))
+        if list(df.columns) == COLUMNS:
+            last = df[RUN_KEY].iloc[-1]
+            same = (df[RUN_KEY] == last).all(axis=1).to_numpy()
+            # rows of the last run at the end of the file (the first False, from the end)
+            n_last = len(same) if same.all() else int(np.argmin(same[::-1]))
+            if n_last < budget:
+                lines = lines[:len(lines) - n_last]
+    repaired = b"".join(lines)
+    if repaired != data:
+        atomic_write_bytes(path, repaired)
+    return read_results(path)
 
 
 def check_one_commit(df: pd.DataFrame | None, path: Path, commit: str,
@@ -170,17 +205,31 @@ def execute(runs: list[tuple[Path, Run]], cache: str, yahpo_dir: str | None, wor
             os.fsync(f.fileno())  # a finished run survives a crash of the machine
             bar.update(1)
 
+        failed = []
         if workers <= 1:
             for path, run in runs:
-                record(path, run_one(run, cache, yahpo_dir, origin))
+                try:
+                    record(path, run_one(run, cache, yahpo_dir, origin))
+                except Exception as e:  # noqa: BLE001  (reported below; the others go on)
+                    failed.append((run, e))
         else:
             with ProcessPoolExecutor(workers, mp_context=get_context("spawn"),
                                      initializer=_worker_init) as pool:
-                futures = {pool.submit(run_one, run, cache, yahpo_dir, origin): path
+                futures = {pool.submit(run_one, run, cache, yahpo_dir, origin): (path, run)
                            for path, run in runs}
                 for fut in as_completed(futures):
-                    record(futures[fut], fut.result())
+                    path, run = futures[fut]
+                    try:
+                        rows = fut.result()
+                    except Exception as e:  # noqa: BLE001  (one failed run must not cost the rest)
+                        failed.append((run, e))
+                        continue
+                    record(path, rows)
     bar.close()
+    if failed:
+        lines = "\n".join(f"  {r}: {type(e).__name__}: {e}" for r, e in failed)
+        raise RunsFailedError(f"metaprior bench: error: {len(failed)} of {len(runs)} runs "
+                              f"failed (the others are written; rerun to retry):\n{lines}")
 
 
 def parse_args(argv=None) -> argparse.Namespace:
@@ -218,7 +267,7 @@ def main(argv=None) -> int:
     out = Path(args.out)
     out.parent.mkdir(parents=True, exist_ok=True)
     origin = provenance()
-    existing = read_results(out)
+    existing = repair_results(out, args.budget)
     check_one_commit(existing, out, origin["commit"], args.allow_mixed)
     done = completed_runs(existing, args.budget)
     for fam in families:

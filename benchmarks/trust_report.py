@@ -62,7 +62,7 @@ def help_table(df: pd.DataFrame) -> pd.DataFrame:
         row = {"family": family}
         for it in (5, 10):
             med = g[g.iteration == it].groupby("method").regret.median()
-            best = med[modes].min() if modes else np.nan
+            best = med.reindex(modes).min() if modes else np.nan
             row[f"default@{it}"] = med.get(DEFAULT, np.nan)
             row[f"best mode@{it}"] = best
             row[f"ratio@{it}"] = ratio(med.get(DEFAULT, np.nan), best)

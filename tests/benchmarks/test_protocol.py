@@ -8,8 +8,9 @@ import pandas as pd
 import pytest
 
 from benchmarks import protocol_report
+from benchmarks import run as bench_run
 from benchmarks.protocol import PROTOCOLS, run_protocol
-from benchmarks.run import COLUMNS, PROVENANCE, MixedCommitsError
+from benchmarks.run import COLUMNS, PROVENANCE, MixedCommitsError, Run, RunsFailedError
 
 SMOKE = PROTOCOLS["smoke"]
 README = "# metaprior\n\ntext before\n\n" + protocol_report.BEGIN + "\nold\n" + \
@@ -102,3 +103,53 @@ def test_a_readme_without_markers_is_refused(done, tmp_path):
     with pytest.raises(protocol_report.ReportError, match="markers"):
         protocol_report.main([str(out), "--protocol", "smoke", "--readme", str(readme),
                               "--no-plots"])
+
+
+def test_a_cut_off_append_is_repaired_and_only_the_last_run_is_redone(done, tmp_path):
+    out, _ = done
+    copy = tmp_path / "v2"
+    shutil.copytree(out, copy)
+    path = copy / "help.csv"
+    whole = path.read_bytes()
+    lines = whole.splitlines(keepends=True)
+    # a kill while the last run's rows were written: two rows of it, the third cut mid-line
+    budget = SMOKE.block("help").budget
+    cut = b"".join(lines[:len(lines) - budget + 2]) + lines[len(lines) - budget + 2][:9]
+    path.write_bytes(cut)
+    kept = bench_run.repair_results(path, budget)
+    assert path.read_bytes() == b"".join(lines[:len(lines) - budget])
+    assert len(kept) == len(lines) - 1 - budget
+    run_protocol(SMOKE, copy, workers=1, allow_dirty=True, progress=False)
+    again = pd.read_csv(path)
+    assert len(again) == len(lines) - 1
+    assert not again.duplicated(subset=["family", "task", "seed", "method", "iteration"]).any()
+
+
+def test_a_failing_run_does_not_cost_the_others(done, tmp_path):
+    out, origin = done
+    path = tmp_path / "runs.csv"
+    good = Run("forrester", 0, 0, "random", 3, 1)
+    bad = Run("forrester", 0, 0, "no-such-method", 3, 1)
+    with pytest.raises(RunsFailedError, match="(?s)1 of 3 runs failed.*no-such-method"):
+        bench_run.execute([(path, good), (path, bad), (path, Run("branin", 0, 0, "random", 3, 1))],
+                str(out / "cache"), None, workers=1, origin=origin, progress=False)
+    rows = pd.read_csv(path)
+    assert set(rows.family) == {"forrester", "branin"} and len(rows) == 6
+
+
+def test_the_report_reads_partial_files(done, tmp_path):
+    out, _ = done
+    copy = tmp_path / "v2"
+    shutil.copytree(out, copy)
+    help_df = pd.read_csv(copy / "help.csv")
+    # branin: only uninformed BO finished; forrester: everything
+    help_df[(help_df.family != "branin") | (help_df.method == "bo")].to_csv(copy / "help.csv",
+                                                                          index=False)
+    harm = pd.read_csv(copy / "harm.csv")
+    harm[harm.method == "bo"].to_csv(copy / "harm.csv", index=False)  # no default yet
+    text = protocol_report.render(protocol_report.load(copy), SMOKE, copy)
+    assert "**Partial**" in text and "| forrester |" in text
+    assert "#### Harm" not in text  # nothing to pair bo with
+    head = pd.read_csv(copy / "harm.csv").head(0)
+    head.to_csv(copy / "harm.csv", index=False)  # an interrupted start: the header only
+    assert "harm: 0 of" in protocol_report.render(protocol_report.load(copy), SMOKE, copy)
