@@ -35,6 +35,7 @@ from botorch.posteriors.gpytorch import GPyTorchPosterior
 from gpytorch.distributions import MultivariateNormal
 from gpytorch.kernels import RBFKernel, ScaleKernel
 from gpytorch.mlls import ExactMarginalLogLikelihood
+from linear_operator.operators import DenseLinearOperator
 from torch import Tensor
 
 from benchmarks.baselines.source_data import (
@@ -281,7 +282,10 @@ class EnsembleModel(Model):
         """The latent ensemble's joint posterior over the q points of each batch of `X`
         (`... x q x d`)."""
         mean, cov = self.predict(X, full_cov=True)
-        post = GPyTorchPosterior(MultivariateNormal(mean, cov))
+        # A latent covariance of near-duplicate points (the baseline and a candidate on it, or
+        # a source GP fitted to constant values) is PSD only up to rounding: as a linear
+        # operator, its Cholesky factor is taken with gpytorch's jitter instead of failing.
+        post = GPyTorchPosterior(MultivariateNormal(mean, DenseLinearOperator(cov)))
         return posterior_transform(post) if posterior_transform is not None else post
 
 

@@ -264,3 +264,20 @@ def test_transfer_baselines_beat_random_search_on_forrester(forrester_source, fs
     random_regret = sum(rand) / len(rand)
     assert sum(rgpe) / len(rgpe) < random_regret
     assert sum(fsbo) / len(fsbo) < random_regret
+
+
+def test_rgpe_asks_on_repeated_points_with_constant_values():
+    # The benchmark's logistic tasks: once BO has found the optimum, it evaluates (nearly) the
+    # same point again and gets the same value; the ensemble's latent covariance is then PSD
+    # only up to rounding, and its Cholesky factor must still be taken.
+    from benchmarks.baselines.rgpe import RGPEOptimizer
+
+    g = torch.Generator().manual_seed(0)
+    source = [(torch.rand(12, 2, generator=g, dtype=torch.float64),
+               torch.zeros(12, 1, dtype=torch.float64) + i) for i in range(3)]
+    opt = RGPEOptimizer(source, 2, seed=0, num_restarts=2, raw_samples=16)
+    x = torch.tensor([[0.3, 0.7]], dtype=torch.float64)
+    for _ in range(4):
+        opt.tell(x, torch.zeros(1, dtype=torch.float64))
+    X = opt.ask()
+    assert X.shape == (1, 2) and ((X >= 0) & (X <= 1)).all()
