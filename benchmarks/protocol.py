@@ -35,7 +35,15 @@ import torch
 from benchmarks import calibration
 from benchmarks.context import build_context
 from benchmarks.provenance import provenance
-from benchmarks.run import ALL_FAMILIES, check_one_commit, completed_runs, execute, plan_runs, repair_results
+from benchmarks.run import (
+    ALL_FAMILIES,
+    check_one_commit,
+    completed_runs,
+    execute,
+    plan_runs,
+    repair_results,
+    whole_lines,
+)
 from metaprior.priorfile import atomic_write_bytes
 
 
@@ -98,7 +106,7 @@ def read_calibration(path: Path, protocol: Protocol) -> pd.DataFrame | None:
     if not path.exists() or path.stat().st_size == 0:
         return None
     data = path.read_bytes()
-    df = pd.read_csv(io.BytesIO(data[:data.rfind(b"\n") + 1]))
+    df = pd.read_csv(io.BytesIO(whole_lines(data)))
     complete = df.groupby("family").family.transform("size") >= calibration_rows(protocol)
     if not complete.all() or not data.endswith(b"\n"):
         atomic_write_bytes(path, df[complete].to_csv(index=False).encode())

@@ -142,8 +142,8 @@ def default_vs_bo(help_df: pd.DataFrame) -> pd.DataFrame:
             t = stats.signed_rank(g, DEFAULT, REFERENCE, it)
             row[f"W/L/T, p @{it}"] = f"{t['wins']}/{t['losses']}/{t['ties']}, {number(t['p'])}"
         rows.append(row)
-    return pd.DataFrame(rows, columns=["family"]).set_index("family") if not rows else \
-        pd.DataFrame(rows).set_index("family")
+    table = pd.DataFrame(rows) if rows else pd.DataFrame(columns=["family"])
+    return table.set_index("family")
 
 
 def spread(regret: pd.Series) -> str:

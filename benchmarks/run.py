@@ -121,6 +121,11 @@ def read_results(path: Path) -> pd.DataFrame | None:
     return df if len(df) else None
 
 
+def whole_lines(data: bytes) -> bytes:
+    """`data` up to its last newline: without the line a killed append may have cut."""
+    return data[:data.rfind(b"\n") + 1]
+
+
 def repair_results(path: Path, budget: int) -> pd.DataFrame | None:
     """Drop what an interrupted append left in a results CSV, and return its rows.
 
@@ -132,7 +137,7 @@ def repair_results(path: Path, budget: int) -> pd.DataFrame | None:
     if not path.exists() or path.stat().st_size == 0:
         return None
     data = path.read_bytes()
-    lines = data[:data.rfind(b"\n") + 1].splitlines(keepends=True)
+    lines = whole_lines(data).splitlines(keepends=True)
     if len(lines) > 1:
         df = pd.read_csv(io.BytesIO(b"".join(lines)))
         if list(df.columns) == COLUMNS:
