@@ -8,6 +8,8 @@ fsync, and SQLAlchemy's own BEGIN so that a write transaction can take the write
 
 from __future__ import annotations
 
+import sqlite3
+import time
 from pathlib import Path
 
 from sqlalchemy import create_engine, event
@@ -50,6 +52,24 @@ def normalize_url(url: str) -> str:
     return url
 
 
+def set_wal(cursor, retry_seconds: float = SQLITE_BUSY_SECONDS) -> None:
+    """Switch a new SQLite connection to WAL, retrying while another connection holds the lock.
+
+    Switching the journal mode needs the database to itself, and SQLite may answer "database is
+    locked" at once instead of through the busy timeout (seen with several servers opening a new
+    store together), so the wait happens here.
+    """
+    deadline = time.monotonic() + retry_seconds
+    while True:
+        try:
+            cursor.execute("PRAGMA journal_mode=WAL")
+            return
+        except sqlite3.OperationalError as e:
+            if "locked" not in str(e) or time.monotonic() > deadline:
+                raise
+            time.sleep(0.05)
+
+
 def make_engine(url: str) -> Engine:
     """An engine for a normalised store URL, set up for the store's locking."""
     if url.startswith("sqlite"):
@@ -64,7 +84,7 @@ def make_engine(url: str) -> Engine:
             # can ask for the write lock up front (see _begin).
             dbapi_connection.isolation_level = None
             cur = dbapi_connection.cursor()
-            cur.execute("PRAGMA journal_mode=WAL")  # readers never wait for the writer
+            set_wal(cur)  # readers never wait for the writer
             cur.execute("PRAGMA synchronous=FULL")  # a commit survives a power cut too
             cur.execute("PRAGMA foreign_keys=ON")
             cur.close()

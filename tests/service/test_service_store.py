@@ -342,3 +342,23 @@ def test_bad_urls_are_config_errors():
         Store("sqlite://")
     assert normalize_url("postgresql://u:p@h/db").startswith("postgresql+psycopg://")
     assert normalize_url("postgres://u:p@h/db").startswith("postgresql+psycopg://")
+
+
+def test_switching_a_new_sqlite_store_to_wal_waits_for_a_lock_held_elsewhere(tmp_path):
+    # SQLite may refuse the journal-mode switch at once while another connection holds the
+    # database; a server opening the store then must wait, not fail to start.
+    import sqlite3
+
+    from metaprior.service.engine import set_wal
+
+    path = tmp_path / "s.db"
+    holder = sqlite3.connect(path, isolation_level=None, check_same_thread=False)
+    holder.execute("BEGIN EXCLUSIVE")
+    opener = sqlite3.connect(path, timeout=0)  # no busy wait of its own
+    with pytest.raises(sqlite3.OperationalError, match="locked"):
+        set_wal(opener.cursor(), retry_seconds=0)
+    release = threading.Timer(0.3, holder.execute, args=("COMMIT",))
+    release.start()
+    set_wal(opener.cursor(), retry_seconds=30)
+    release.join()
+    assert opener.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
