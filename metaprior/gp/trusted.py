@@ -26,6 +26,7 @@ from metaprior.errors import ConfigError
 from metaprior.gp.evidence import fit_gp, held_out_score, outcome_scale
 from metaprior.gp.inputs import check_training_data
 from metaprior.gp.model import MetaPriorModel
+from metaprior.gp.transforms import RESIDUAL_FLOOR, FloorStandardize, residual_scale
 from metaprior.prior import MetaPrior
 from metaprior.tasks.family import validate_bounds
 from metaprior.validation import check_query
@@ -116,8 +117,15 @@ class TrustedPriorModel(Model, FantasizeMixin):
         self.prior = prior
         self.prior_probability = float(prior_probability)
         self.scheme = scheme
+        # Copies of the network that never saw the point they predict: they score the prior
+        # (below) and measure its typical error, which sets the informed GP's scale.
+        self._held_out_means = (
+            prior.held_out_predictions(train_X, train_Y, scheme=scheme, steps=adapt_steps,
+                                       seed=seed)
+            if train_Y.shape[0] >= MIN_POINTS else None)
         self.informed = MetaPriorModel(train_X, train_Y, prior, mode="mean",
-                                       adapt_steps=adapt_steps, seed=seed)
+                                       adapt_steps=adapt_steps, seed=seed,
+                                       outcome_transform=self._informed_transform(train_Y))
         self.uninformed = SingleTaskGP(train_X, train_Y,
                                        input_transform=Normalize(d=prior.dim, bounds=bounds))
         self.warm_started = informed_start is not None
@@ -132,18 +140,31 @@ class TrustedPriorModel(Model, FantasizeMixin):
             self.informed.load_state_dict(informed_start, strict=False)
         fit_gp(self.informed)
         fit_gp(self.uninformed)
-        self.scores = self._held_out_scores(train_X, train_Y[:, 0], adapt_steps, seed)
+        self.scores = self._held_out_scores(train_Y[:, 0])
         self.prior_trust = trust_from_evidence(*self.scores, self.prior_probability)
         self.eval()
 
-    def _held_out_scores(self, X: Tensor, y: Tensor, adapt_steps: int | None,
-                         seed: int) -> tuple[float, float]:
+    def _informed_transform(self, train_Y: Tensor) -> FloorStandardize:
+        """The informed GP's outcome standardisation: by the network's typical held-out error
+        (`residual_scale`), so that the residual kernel's unit variance is the size of the
+        network's errors, not of the data's spread; never wider than `MetaPriorModel`'s
+        default (the data's spread, floored at `RESIDUAL_FLOOR` of the family's std)."""
+        floor = RESIDUAL_FLOOR * self.prior.y_std
+        if self._held_out_means is None:
+            return FloorStandardize(floor)
+        errors = (train_Y[:, 0] - self._held_out_means.diagonal())
+        if self.scheme == "prequential":
+            errors = errors[MIN_POINTS - 1:]  # the first points were predicted from almost nothing
+        spread = float(train_Y[:, 0].std())
+        scale = min(residual_scale(errors, floor), max(spread, floor))
+        return FloorStandardize(scale, ceiling=scale)
+
+    def _held_out_scores(self, y: Tensor) -> tuple[float, float]:
         """Held-out log scores `(informed, uninformed)`; (0, 0) below `MIN_POINTS`."""
         n = y.shape[0]
         if n < MIN_POINTS:
             return 0.0, 0.0
-        informed_means = self.prior.held_out_predictions(X, y.unsqueeze(-1), scheme=self.scheme,
-                                                         steps=adapt_steps, seed=seed)
+        informed_means = self._held_out_means
         offset, scale = outcome_scale(self.uninformed)
         constant = float(self.uninformed.mean_module.constant.detach().reshape(-1)[0])
         uninformed_means = torch.full((n, n), offset + scale * constant, dtype=y.dtype)

@@ -91,6 +91,20 @@ def test_negated_task_posterior_follows_the_data_not_the_network():
     assert (mean - truth).abs().median() < 0.5 * (network - truth).abs().median()
 
 
+@pytest.mark.quality
+def test_informed_scale_follows_the_networks_errors_not_the_datas_spread():
+    prior, task = branin_prior(), help_task()
+    X = branin_points(10)
+    y = task(X).unsqueeze(-1)
+    model = TrustedPriorModel(X, y, prior)
+    scale = float(model.informed.outcome_transform.stdvs)
+    held_out = model._held_out_means.diagonal()
+    typical_error = float((y[2:, 0] - held_out[2:]).abs().median())
+    # Sobol points span Branin's range (spread ~ 50); the network misses by a few units.
+    assert scale < 0.5 * float(y.std())
+    assert scale > typical_error
+
+
 def test_posterior_is_the_moment_matched_mixture():
     prior, task = branin_prior(), help_task()
     X = branin_points(6)

@@ -1,0 +1,40 @@
+"""`FloorStandardize` bounds and `residual_scale`, the informed GP's scale."""
+
+from __future__ import annotations
+
+import math
+
+import pytest
+import torch
+
+from metaprior.gp.transforms import MAD_TO_STD, FloorStandardize, residual_scale
+
+
+def test_residual_scale_is_the_prior_guess_without_errors():
+    assert residual_scale(torch.empty(0, dtype=torch.float64), 2.0) == 2.0
+
+
+def test_residual_scale_is_the_conjugate_update_of_the_robust_scale():
+    errors = torch.tensor([1.0, -1.0, 1.0, 100.0], dtype=torch.float64)
+    expected = math.sqrt((3 * 2.0**2 + 4 * MAD_TO_STD**2) / 7)
+    assert residual_scale(errors, 2.0, pseudo_count=3) == pytest.approx(expected)
+
+
+def test_one_far_miss_does_not_widen_the_residual_scale():
+    near = torch.tensor([1.0, -1.0, 1.0, 1.0, -1.0], dtype=torch.float64)
+    with_far_miss = torch.cat([near, torch.tensor([250.0], dtype=torch.float64)])
+    assert residual_scale(with_far_miss, 2.0) < 1.2 * residual_scale(near, 2.0)
+
+
+def test_many_small_errors_shrink_the_scale_below_the_prior_guess():
+    errors = torch.full((40,), 0.01, dtype=torch.float64)
+    assert residual_scale(errors, 2.0) < 0.6  # -> sqrt(3 / 43) * 2 = 0.53 as errors vanish
+
+
+def test_floor_and_ceiling_bound_the_scale():
+    Y = torch.tensor([[0.0], [10.0], [20.0]], dtype=torch.float64)  # spread 10
+    assert float(FloorStandardize(2.0, ceiling=3.0)(Y)[0].std()) == pytest.approx(10 / 3)
+    assert float(FloorStandardize(20.0)(Y)[0].std()) == pytest.approx(0.5)
+    fixed = FloorStandardize(4.0, ceiling=4.0)
+    fixed(Y)
+    assert float(fixed.stdvs) == 4.0
