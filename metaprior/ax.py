@@ -8,15 +8,16 @@ The strategy has two nodes:
    It hands over once `n_init` trials exist and at least one has completed with finite data.
 2. "MetaPrior": each candidate is `Optimizer.ask()` of an `Optimizer` rebuilt from the
    experiment: its completed trials told in trial order, its pending ones marked pending. The
-   model is the Optimizer's (default `TrustedPriorModel`, whose GPs standardise outputs with
-   `FloorStandardize`), the acquisition qLogNEI, maximised over valid points only.
+   model is the Optimizer's (default `TrustedPriorModel`, whose informed GP standardises outputs
+   by the network's held-out error, `residual_scale`), the acquisition qLogNEI, maximised over
+   valid points only.
 
 Why metaprior, not Ax, generates the candidates: the network was trained on the space's model
 coordinates (`SearchSpace.to_model`: log10 where asked, one-hot for categoricals), which the
 space alone computes. Ax's own transforms (Log, IntToFloat, OneHot) would be a second encoder,
 and its BoTorch node would optimise a relaxation and round afterwards, so its acquisition would
 never see the rounding. The Optimizer already projects onto valid points, enumerates the
-categorical levels, uses the output floor and the trusted model, so Ax users get what
+categorical levels, uses the trusted model and its output scale, so Ax users get what
 `Optimizer` users get. Ax parameters are translated once, into a `SearchSpace`
 (`experiment_space`):
 

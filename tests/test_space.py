@@ -25,9 +25,8 @@ from metaprior.space import (
     box_to_unit,
 )
 
-# YAHPO's data: $METAPRIOR_YAHPO_DATA, else the project's copy next to the repository.
-YAHPO = Path(os.environ.get("METAPRIOR_YAHPO_DATA") or Path(__file__).resolve().parents[1].parent
-             / "shared" / "data" / "yahpo")
+# YAHPO's data: $METAPRIOR_YAHPO_DATA (the Makefile sets it; the library never guesses a path).
+YAHPO = Path(os.environ.get("METAPRIOR_YAHPO_DATA", ""))
 
 
 @pytest.fixture

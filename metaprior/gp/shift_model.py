@@ -87,7 +87,8 @@ class ShiftEnsembleModel(SingleTaskGP):
         train_X, train_Y = train_X.repeat(K, 1, 1), train_Y.repeat(K, 1, 1)
         train_Yvar = None if train_Yvar is None else train_Yvar.repeat(K, 1, 1)
         if isinstance(outcome_transform, FloorStandardize):
-            outcome_transform = FloorStandardize(outcome_transform.floor, batch_shape=members)
+            outcome_transform = FloorStandardize(outcome_transform.floor, batch_shape=members,
+                                                 ceiling=outcome_transform.ceiling)
         elif isinstance(outcome_transform, Standardize):
             outcome_transform = Standardize(m=1, batch_shape=members,
                                             min_stdv=outcome_transform._min_stdv)

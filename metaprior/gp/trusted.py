@@ -63,6 +63,32 @@ def trust_from_evidence(log_ev_informed: float, log_ev_uninformed: float,
     return 1.0 / (1.0 + math.exp(-logit)) if logit > -700 else 0.0
 
 
+def informed_transform(train_Y: Tensor, held_out_means: Tensor | None, prior: MetaPrior,
+                       scheme: str = "prequential") -> FloorStandardize:
+    """The informed GP's outcome standardisation: by the network's typical held-out error
+    (`residual_scale`), so that the residual kernel's unit variance is the size of the network's
+    misses, not of the data's spread; never wider than `MetaPriorModel`'s default (the data's
+    spread, floored at `RESIDUAL_FLOOR` of the family's std).
+
+    Args:
+        train_Y: `n x 1` observations.
+        held_out_means: `n x n` from `MetaPrior.held_out_predictions` (row i never saw point
+            i), or None below `MIN_POINTS` points: then the default floor.
+        prior: the `MetaPrior`.
+        scheme: how `held_out_means` were made; prequential drops the first errors, predicted
+            from almost nothing.
+    """
+    floor = RESIDUAL_FLOOR * prior.y_std
+    if held_out_means is None:
+        return FloorStandardize(floor)
+    errors = train_Y[:, 0] - held_out_means.diagonal()
+    if scheme == "prequential":
+        errors = errors[MIN_POINTS - 1:]
+    spread = float(train_Y[:, 0].std())
+    scale = min(residual_scale(errors, floor), max(spread, floor))
+    return FloorStandardize(scale, ceiling=scale)
+
+
 class TrustedPriorModel(Model, FantasizeMixin):
     """A GP that starts from the prior and trusts it only as far as the data agree.
 
@@ -125,7 +151,8 @@ class TrustedPriorModel(Model, FantasizeMixin):
             if train_Y.shape[0] >= MIN_POINTS else None)
         self.informed = MetaPriorModel(train_X, train_Y, prior, mode="mean",
                                        adapt_steps=adapt_steps, seed=seed,
-                                       outcome_transform=self._informed_transform(train_Y))
+                                       outcome_transform=informed_transform(
+                                           train_Y, self._held_out_means, prior, scheme))
         self.uninformed = SingleTaskGP(train_X, train_Y,
                                        input_transform=Normalize(d=prior.dim, bounds=bounds))
         self.warm_started = informed_start is not None
@@ -143,21 +170,6 @@ class TrustedPriorModel(Model, FantasizeMixin):
         self.scores = self._held_out_scores(train_Y[:, 0])
         self.prior_trust = trust_from_evidence(*self.scores, self.prior_probability)
         self.eval()
-
-    def _informed_transform(self, train_Y: Tensor) -> FloorStandardize:
-        """The informed GP's outcome standardisation: by the network's typical held-out error
-        (`residual_scale`), so that the residual kernel's unit variance is the size of the
-        network's errors, not of the data's spread; never wider than `MetaPriorModel`'s
-        default (the data's spread, floored at `RESIDUAL_FLOOR` of the family's std)."""
-        floor = RESIDUAL_FLOOR * self.prior.y_std
-        if self._held_out_means is None:
-            return FloorStandardize(floor)
-        errors = (train_Y[:, 0] - self._held_out_means.diagonal())
-        if self.scheme == "prequential":
-            errors = errors[MIN_POINTS - 1:]  # the first points were predicted from almost nothing
-        spread = float(train_Y[:, 0].std())
-        scale = min(residual_scale(errors, floor), max(spread, floor))
-        return FloorStandardize(scale, ceiling=scale)
 
     def _held_out_scores(self, y: Tensor) -> tuple[float, float]:
         """Held-out log scores `(informed, uninformed)`; (0, 0) below `MIN_POINTS`."""

@@ -176,3 +176,11 @@ def test_ctrl_c_checkpoints_and_resume_continues(tmp_path):
 
     steps = MetaPrior.load(tmp_path / "c.prior").stats["outer_steps_done"]
     assert steps >= 4  # at least one checkpoint (2 steps) plus the 2 resumed steps
+
+
+def test_the_command_reference_names_every_registered_family():
+    from metaprior.tasks import family_names
+
+    text = (Path(__file__).resolve().parents[2] / "docs" / "cli.md").read_text()
+    missing = [name for name in family_names() if f"`{name}`" not in text]
+    assert not missing, f"docs/cli.md does not name {missing}"

@@ -7,6 +7,7 @@ import math
 import pytest
 import torch
 
+from metaprior.errors import ConfigError
 from metaprior.gp.transforms import MAD_TO_STD, FloorStandardize, residual_scale
 
 
@@ -38,3 +39,16 @@ def test_floor_and_ceiling_bound_the_scale():
     fixed = FloorStandardize(4.0, ceiling=4.0)
     fixed(Y)
     assert float(fixed.stdvs) == 4.0
+
+
+def test_an_even_count_takes_the_lower_middle_error():
+    # torch's median: the lower of the two middle values (documented in residual_scale)
+    errors = torch.tensor([1.0, 3.0], dtype=torch.float64)
+    expected = math.sqrt((3 * 2.0**2 + 2 * MAD_TO_STD**2) / 5)
+    assert residual_scale(errors, 2.0) == pytest.approx(expected)
+
+
+@pytest.mark.parametrize("floor, ceiling", [(0.0, 1.0), (-1.0, 1.0), (2.0, 1.0)])
+def test_bounds_out_of_order_are_refused(floor, ceiling):
+    with pytest.raises(ConfigError, match=repr(floor)):
+        FloorStandardize(floor, ceiling=ceiling)
