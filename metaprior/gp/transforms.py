@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import copy
 import math
 
 import torch
@@ -61,6 +62,16 @@ class FloorStandardize(Standardize):
             self._is_trained = torch.tensor(True)
         Yvar_tf = None if Yvar is None else Yvar / self._stdvs_sq
         return (Y - self.means) / self.stdvs, Yvar_tf
+
+    def subset_output(self, idcs: list[int]) -> FloorStandardize:
+        """A copy (one outcome: the only subset is that outcome, `[0]` or `[-1]`).
+
+        `Standardize`'s own version rebuilds the transform with its constructor's arguments,
+        which are not this class's.
+        """
+        if len(idcs) != 1 or idcs[0] not in (0, -1):
+            raise ConfigError(f"FloorStandardize has one outcome; cannot subset it to {idcs!r}")
+        return copy.deepcopy(self)
 
 
 def residual_scale(errors: Tensor, prior_scale: float,

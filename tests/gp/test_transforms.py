@@ -52,3 +52,16 @@ def test_an_even_count_takes_the_lower_middle_error():
 def test_bounds_out_of_order_are_refused(floor, ceiling):
     with pytest.raises(ConfigError, match=repr(floor)):
         FloorStandardize(floor, ceiling=ceiling)
+
+
+def test_subset_to_the_one_outcome_keeps_the_fitted_scale():
+    Y = torch.tensor([[0.0], [10.0], [20.0]], dtype=torch.float64)
+    tf = FloorStandardize(2.0, ceiling=3.0)
+    tf(Y)
+    tf.eval()
+    sub = tf.subset_output([0])
+    assert isinstance(sub, FloorStandardize) and not sub.training
+    assert (sub.floor, sub.ceiling, float(sub.stdvs)) == (2.0, 3.0, 3.0)
+    assert torch.equal(sub(Y)[0], tf(Y)[0])
+    with pytest.raises(ConfigError, match=r"\[1\]"):
+        tf.subset_output([1])
