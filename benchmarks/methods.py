@@ -14,6 +14,7 @@ from torch import Tensor
 
 from metaprior.acquisition import DEFAULT_NUM_RESTARTS, DEFAULT_RAW_SAMPLES
 from metaprior.errors import ConfigError
+from metaprior.gp.trusted import TrustedPriorModel
 from metaprior.optim import Optimizer
 from metaprior.prior import MetaPrior
 from metaprior.space import box_from_unit, box_to_unit
@@ -25,7 +26,8 @@ from metaprior.zero_shot import prior_minimizer
 NUM_RESTARTS = DEFAULT_NUM_RESTARTS
 RAW_SAMPLES = DEFAULT_RAW_SAMPLES
 
-METHODS = ("random", "bo", "bo-warmstart", "metaprior", "metaprior-mean", "metaprior-weighted",
+METHODS = ("random", "bo", "bo-warmstart", "metaprior", "metaprior-trusted-shift",
+           "metaprior-mean", "metaprior-weighted",
            "metaprior-kernel", "metaprior-both", "metaprior-mean-tr", "metaprior-shift", "rgpe",
            "fsbo", "portfolio")
 # Side of the "-tr" methods' trust region, as a fraction of the box (`Optimizer(trust_region=)`).
@@ -79,6 +81,21 @@ class WarmStartBO(Optimizer):
         return super()._propose(n)
 
 
+class ShiftTrustedOptimizer(Optimizer):
+    """The experimental variant of the default: `TrustedPriorModel(with_shift=True)`, which
+    also weighs the shift ensemble by its held-out forecasts (method
+    "metaprior-trusted-shift")."""
+
+    def build_model(self):
+        if self.prior is None or self.mode != "trusted":
+            return super().build_model()
+        start = self.model.informed_hyperparameters() if isinstance(
+            self.model, TrustedPriorModel) else None
+        return TrustedPriorModel(self._X, self._Y, self.prior, bounds=self.bounds,
+                                 adapt_steps=self.adapt_steps, seed=self.seed,
+                                 informed_start=start, with_shift=True)
+
+
 class UnitCubeAdapter:
     """Runs a unit-cube optimiser (the baselines) in a family's original units."""
 
@@ -118,6 +135,8 @@ def _make_method(name: str, ctx: Context, seed: int, domain):
         return WarmStartBO(domain, ctx.prior, **common)
     if name == "metaprior":
         return Optimizer(domain, prior=ctx.prior, **common)
+    if name == "metaprior-trusted-shift":
+        return ShiftTrustedOptimizer(domain, prior=ctx.prior, **common)
     if name.startswith("metaprior-"):
         mode, _, tr = name.split("-", 1)[1].partition("-")
         if tr not in ("", "tr"):

@@ -101,7 +101,7 @@ def training_covariance(model: SingleTaskGP) -> Tensor:
         model.train(was_training)
     n = covariance.shape[-1]
     # The same jitter gpytorch adds: clustered BO points make K nearly singular.
-    return covariance + 1e-8 * covariance.diagonal().mean() * torch.eye(n).to(covariance)
+    return covariance + 1e-8 * covariance.diagonal(dim1=-2, dim2=-1).mean() * torch.eye(n).to(covariance)
 
 
 def outcome_scale(model: SingleTaskGP) -> tuple[float, float]:
@@ -113,7 +113,7 @@ def outcome_scale(model: SingleTaskGP) -> tuple[float, float]:
 
 
 def held_out_score(model: SingleTaskGP, Y: Tensor, means: Tensor, scheme: str = "prequential",
-                   skip: int = 0) -> float:
+                   skip: int = 0, mean_variance: Tensor | None = None) -> float:
     """Sum of held-out log densities of `Y` under `model`, in original units.
 
     "prequential": each point predicted from the points before it (the chain rule of the
@@ -131,15 +131,26 @@ def held_out_score(model: SingleTaskGP, Y: Tensor, means: Tensor, scheme: str = 
             any later point).
         scheme: "prequential" or "loo".
         skip: prequential: leave the first `skip` points unscored.
+        mean_variance: `n` original-unit variances of the held-out means at their own point
+            (an ensemble's spread), added to the predictive variances; None: the means are
+            certain.
+
+    An ensemble's batch of GPs (`ShiftEnsembleModel`) is scored with its members' average
+    training covariance: they share the data and differ only in their means and fitted
+    hyperparameters.
     """
     _, scale = outcome_scale(model)
     residuals = (Y.unsqueeze(0) - means) / scale
     predictions = prequential_predictions if scheme == "prequential" else loo_predictions
     try:
         with torch.no_grad():
-            error, variance = predictions(training_covariance(model), residuals)
+            covariance = training_covariance(model)
+            covariance = covariance.reshape(-1, *covariance.shape[-2:]).mean(0)
+            error, variance = predictions(covariance, residuals)
     except torch.linalg.LinAlgError:
         return -math.inf
+    if mean_variance is not None:
+        variance = variance + mean_variance / scale**2
     if scheme == "prequential":
         error, variance = error[skip:], variance[skip:]
     variance = variance * (error.square() / variance).mean().clamp(min=1.0)

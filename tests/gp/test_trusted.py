@@ -14,13 +14,18 @@ from botorch.acquisition import (
 from botorch.models import SingleTaskGP
 from botorch.optim import optimize_acqf
 from botorch.sampling import SobolQMCNormalSampler
-from helpers import branin_prior
+from helpers import branin_prior, random_prior
 from torch.quasirandom import SobolEngine
 
 from metaprior.errors import ConfigError, InputDataError
 from metaprior.gp.evidence import loo_predictions, prequential_predictions
 from metaprior.gp.model import MetaPriorModel
-from metaprior.gp.trusted import TrustedPriorModel, trust_from_evidence
+from metaprior.gp.trusted import (
+    TrustedPriorModel,
+    mixture_moments,
+    trust_from_evidence,
+    weights_from_evidence,
+)
 from metaprior.tasks import Branin
 
 
@@ -265,3 +270,62 @@ def test_a_fit_starts_from_the_hyperparameters_it_is_given():
     with pytest.raises(ConfigError, match="raw_outputscale"):
         TrustedPriorModel(X, Y, prior, informed_start={**start, "covar_module.raw_outputscale":
                                                        torch.zeros(1, dtype=torch.float64)})
+
+
+def test_weights_from_evidence_is_the_logistic_for_two_models():
+    for informed, uninformed in ((0.0, 0.0), (3.0, -1.0), (-5.0, 2.0)):
+        w, rest = weights_from_evidence([informed, uninformed], [0.8, 0.2])
+        assert w == pytest.approx(trust_from_evidence(informed, uninformed, 0.8))
+        assert w + rest == pytest.approx(1.0)
+    assert weights_from_evidence([-math.inf] * 3, [0.4, 0.4, 0.2]) == [0.4, 0.4, 0.2]
+    assert weights_from_evidence([-math.inf, 0.0, 0.0], [0.4, 0.4, 0.2])[0] == 0.0
+
+
+def test_mixture_moments_of_three_models():
+    g = torch.Generator().manual_seed(0)
+    weights = [0.5, 0.3, 0.2]
+    means = [torch.randn(2, 3, generator=g, dtype=torch.float64) for _ in weights]
+    covariances = []
+    for _ in weights:
+        A = torch.randn(2, 3, 3, generator=g, dtype=torch.float64)
+        covariances.append(A @ A.transpose(-1, -2))
+    mean, covariance = mixture_moments(weights, means, covariances)
+    want_mean = sum(w * m for w, m in zip(weights, means, strict=True))
+    want = sum(w * (S + (m - want_mean).unsqueeze(-1) * (m - want_mean).unsqueeze(-2))
+               for w, m, S in zip(weights, means, covariances, strict=True))
+    torch.testing.assert_close(mean, want_mean)
+    torch.testing.assert_close(covariance, want)
+
+
+def test_with_shift_weighs_three_models_and_runs_every_acquisition_function():
+    prior, task = branin_prior(), help_task()
+    X = branin_points(6)
+    Y = task(X).unsqueeze(-1)
+    model = TrustedPriorModel(X, Y, prior, with_shift=True)
+    weights = model.component_weights
+    assert set(weights) == {"informed", "shift", "uninformed"}
+    assert sum(weights.values()) == pytest.approx(1.0)
+    assert model.prior_trust == pytest.approx(weights["informed"] + weights["shift"])
+    assert math.isfinite(model.shift_score)
+    model.component_weights = {"informed": 0.3, "shift": 0.5, "uninformed": 0.2}
+    bounds = Branin().bounds
+    for acqf in (LogExpectedImprovement(model, best_f=Y.max()),
+                 qLogNoisyExpectedImprovement(model, X_baseline=X)):
+        cand, _ = optimize_acqf(acqf, bounds=bounds, q=1, num_restarts=2, raw_samples=16)
+        assert cand.shape == (1, 2) and torch.isfinite(cand).all()
+    fantasy = model.fantasize(branin_points(1, seed=4), SobolQMCNormalSampler(torch.Size([4])))
+    assert fantasy.posterior(branin_points(3, seed=5)).mean.shape == (4, 3, 1)
+    # The ensemble alone kept: still one Gaussian per point (its members moment-matched).
+    model.component_weights = {"informed": 0.0, "shift": 1.0, "uninformed": 0.0}
+    with torch.no_grad():
+        alone = model.posterior(branin_points(4, seed=2))
+        members = model.shift.posterior(branin_points(4, seed=2))
+    assert alone.mean.shape == (4, 1)
+    torch.testing.assert_close(alone.mean, members.mixture_mean)
+
+
+def test_with_shift_needs_a_shift_prior():
+    prior = random_prior(2)
+    X = torch.rand(4, 2, dtype=torch.float64)
+    with pytest.raises(ConfigError, match="shift prior"):
+        TrustedPriorModel(X, X.sum(-1, keepdim=True), prior, with_shift=True)
