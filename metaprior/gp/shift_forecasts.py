@@ -33,19 +33,28 @@ CACHE_SIZE = 4096
 _cache: OrderedDict[bytes, tuple[Tensor, Tensor]] = OrderedDict()
 
 
-def _key(prior: MetaPrior, seen: tuple[Tensor, Tensor], at: Tensor, seed: int) -> bytes:
-    digest = hashlib.sha1()
-    digest.update(str((id(prior), seed, tuple(seen[0].shape), tuple(at.shape))).encode())
+def _fingerprint(prior: MetaPrior) -> bytes:
+    """The prior's weights and shift prior, hashed: an object's `id` can be reused by another
+    prior once the first is freed."""
+    digest = hashlib.sha1(repr(prior.shift_prior.to_dict()).encode())
+    for p in prior.params:
+        digest.update(p.detach().cpu().contiguous().numpy().tobytes())
+    return digest.digest()
+
+
+def _key(prior_key: bytes, seen: tuple[Tensor, Tensor], at: Tensor, seed: int) -> bytes:
+    digest = hashlib.sha1(prior_key)
+    digest.update(str((seed, tuple(seen[0].shape), tuple(at.shape))).encode())
     for t in (*seen, at):
         digest.update(t.contiguous().numpy().tobytes())
     return digest.digest()
 
 
-def _forecast(prior: MetaPrior, U_seen: Tensor, z_seen: Tensor, U_at: Tensor,
+def _forecast(prior: MetaPrior, prior_key: bytes, U_seen: Tensor, z_seen: Tensor, U_at: Tensor,
               seed: int) -> tuple[Tensor, Tensor]:
     """Mean and variance (original units) at `U_at` (`m x d`, unit cube) of the shift posterior
     given `(U_seen, z_seen)` (unit cube, normalised outputs)."""
-    key = _key(prior, (U_seen, z_seen), U_at, seed)
+    key = _key(prior_key, (U_seen, z_seen), U_at, seed)
     if key in _cache:
         _cache.move_to_end(key)
         return _cache[key]
@@ -85,13 +94,14 @@ def shift_held_out_forecasts(prior: MetaPrior, X: Tensor, Y: Tensor, scheme: str
     z = prior.normalize_y(Y[:, 0]).to(torch.float64)
     means = Y[:, 0].unsqueeze(0).expand(n, n).clone()
     spread = torch.zeros(n, dtype=torch.float64)
+    prior_key = _fingerprint(prior)
     for k in range(skip if scheme == "prequential" else 0, n):
         if scheme == "prequential":
-            mean, variance = _forecast(prior, U[:k], z[:k], U[:k + 1], seed)
+            mean, variance = _forecast(prior, prior_key, U[:k], z[:k], U[:k + 1], seed)
             means[k, :k + 1] = mean
         else:
             keep = torch.arange(n) != k
-            mean, variance = _forecast(prior, U[keep], z[keep], U, seed)
+            mean, variance = _forecast(prior, prior_key, U[keep], z[keep], U, seed)
             means[k] = mean
         spread[k] = variance[k]
     return means, spread

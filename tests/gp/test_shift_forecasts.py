@@ -3,6 +3,8 @@ see."""
 
 from __future__ import annotations
 
+import copy
+
 import torch
 from helpers import branin_prior
 
@@ -56,3 +58,15 @@ def test_loo_forecasts_every_point_without_it():
     means, spread = shift_held_out_forecasts(prior, X, Y, scheme="loo")
     assert torch.isfinite(means).all() and (spread > 0).all()
     assert not torch.equal(means.diagonal(), Y[:, 0])
+
+
+def test_another_prior_never_reads_this_priors_forecasts():
+    prior = branin_prior()
+    other = copy.copy(prior)
+    other.params = [p + 0.1 for p in prior.params]
+    X, Y = data(4)
+    shift_forecasts._cache.clear()
+    mine, _ = shift_held_out_forecasts(prior, X, Y, skip=2)
+    theirs, _ = shift_held_out_forecasts(other, X, Y, skip=2)
+    assert len(shift_forecasts._cache) == 4
+    assert not torch.equal(mine[2:], theirs[2:])
