@@ -14,7 +14,6 @@ from torch import Tensor
 
 from metaprior.acquisition import DEFAULT_NUM_RESTARTS, DEFAULT_RAW_SAMPLES
 from metaprior.errors import ConfigError
-from metaprior.gp.trusted import TrustedPriorModel
 from metaprior.optim import Optimizer
 from metaprior.prior import MetaPrior
 from metaprior.space import box_from_unit, box_to_unit
@@ -86,14 +85,7 @@ class ShiftTrustedOptimizer(Optimizer):
     also weighs the shift ensemble by its held-out forecasts (method
     "metaprior-trusted-shift")."""
 
-    def build_model(self):
-        if self.prior is None or self.mode != "trusted":
-            return super().build_model()
-        start = self.model.informed_hyperparameters() if isinstance(
-            self.model, TrustedPriorModel) else None
-        return TrustedPriorModel(self._X, self._Y, self.prior, bounds=self.bounds,
-                                 adapt_steps=self.adapt_steps, seed=self.seed,
-                                 informed_start=start, with_shift=True)
+    trusted_options = {"with_shift": True}
 
 
 class UnitCubeAdapter:

@@ -113,6 +113,11 @@ class Optimizer:
         >>> opt.tell(trials, [train(**row) for row in trials.to_dict("records")])
     """
 
+    # Extra keyword arguments of mode "trusted"'s `TrustedPriorModel`: a subclass's hook for
+    # experimental variants (the benchmark's "metaprior-trusted-shift" sets with_shift=True),
+    # kept out of the constructor's public signature.
+    trusted_options: dict = {}
+
     def __init__(self, bounds, prior: MetaPrior | None = None, *, seed: int = 0,
                  mode: str = "trusted", n_init: int | None = None,
                  num_restarts: int = DEFAULT_NUM_RESTARTS, raw_samples: int = DEFAULT_RAW_SAMPLES,
@@ -254,7 +259,7 @@ class Optimizer:
                      if WARM_START_FIT and isinstance(self.model, TrustedPriorModel) else None)
             return TrustedPriorModel(self._X, self._Y, self.prior, bounds=self.bounds,
                                      adapt_steps=self.adapt_steps, seed=self.seed,
-                                     informed_start=start)
+                                     informed_start=start, **self.trusted_options)
         if self.mode == "shift":
             return ShiftEnsembleModel(self._X, self._Y, self.prior, seed=self.seed)
         return MetaPriorModel(self._X, self._Y, self.prior, mode=self.mode,

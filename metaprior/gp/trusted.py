@@ -67,7 +67,8 @@ def trust_from_evidence(log_ev_informed: float, log_ev_uninformed: float,
 
 def weights_from_evidence(scores: list[float], prior_weights: list[float]) -> list[float]:
     """Posterior model probabilities: the softmax of log scores plus log prior weights (two
-    models: `trust_from_evidence`'s logistic)."""
+    models: `trust_from_evidence`'s logistic, which the two-GP default keeps using so that its
+    weight stays the one benchmark v2 measured, to the last bit)."""
     if all(score == -math.inf for score in scores):
         return list(prior_weights)
     logits = torch.tensor([score + math.log(p) for score, p in zip(scores, prior_weights, strict=True)],
@@ -228,7 +229,7 @@ class TrustedPriorModel(Model, FantasizeMixin):
         fit_gp(self.informed)
         fit_gp(self.uninformed)
         self.scores = self._held_out_scores(train_Y[:, 0])
-        self.shift = None
+        self.shift, self.shift_score = None, None
         if with_shift:
             self.shift = ShiftEnsembleModel(train_X, train_Y, prior, seed=seed)
             fit_gp(self.shift)
@@ -285,7 +286,7 @@ class TrustedPriorModel(Model, FantasizeMixin):
         model.warm_started = template.warm_started
         model.informed, model.uninformed, model.shift = informed, uninformed, shift
         model.scores, model.prior_trust = template.scores, template.prior_trust
-        model.component_weights = template.component_weights
+        model.shift_score, model.component_weights = template.shift_score, template.component_weights
         return model
 
     @property

@@ -3,11 +3,12 @@
 from __future__ import annotations
 
 import torch
-from helpers import forrester_prior
+from helpers import branin_prior, forrester_prior
 
-from benchmarks.methods import WarmStartBO
+from benchmarks.methods import ShiftTrustedOptimizer, WarmStartBO
 from benchmarks.run import ALL_FAMILIES, COLUMNS, block_tasks
-from metaprior.optim import default_n_init
+from metaprior.gp.trusted import TrustedPriorModel
+from metaprior.optim import Optimizer, default_n_init
 from metaprior.tasks import Branin, Forrester, mismatched_tasks
 from metaprior.zero_shot import prior_minimizer
 
@@ -37,3 +38,19 @@ def test_warm_start_ablation_starts_at_the_zero_shot_point_then_plain_bo():
     assert opt.history["source"].tolist() == ["prior", "sobol", "bo"]
     assert opt.prior is None and opt.prior_trust == 0.0
     assert {"block", "prior_trust", "commit", "versions", "machine"} <= set(COLUMNS)
+
+
+def test_the_shift_variant_weighs_three_gps_and_the_default_two():
+    task = Branin().held_out_tasks(1, seed=0)[0]
+    prior = branin_prior()
+    models = {}
+    for cls in (ShiftTrustedOptimizer, Optimizer):
+        opt = cls(task.bounds, prior=prior, seed=0, num_restarts=2, raw_samples=32)
+        for _ in range(4):
+            X = opt.ask()
+            opt.tell(X, task(X))
+        assert isinstance(opt.model, TrustedPriorModel)
+        models[cls] = opt.model
+    assert set(models[ShiftTrustedOptimizer].component_weights) == {"informed", "shift",
+                                                                    "uninformed"}
+    assert models[Optimizer].shift is None and models[Optimizer].shift_score is None

@@ -315,6 +315,8 @@ def test_with_shift_weighs_three_models_and_runs_every_acquisition_function():
         assert cand.shape == (1, 2) and torch.isfinite(cand).all()
     fantasy = model.fantasize(branin_points(1, seed=4), SobolQMCNormalSampler(torch.Size([4])))
     assert fantasy.posterior(branin_points(3, seed=5)).mean.shape == (4, 3, 1)
+    assert (fantasy.shift_score, fantasy.component_weights) == (model.shift_score,
+                                                                model.component_weights)
     # The ensemble alone kept: still one Gaussian per point (its members moment-matched).
     model.component_weights = {"informed": 0.0, "shift": 1.0, "uninformed": 0.0}
     with torch.no_grad():
