@@ -86,9 +86,10 @@ class Optimizer:
             that differs).
         seed: seeds the Sobol design, the model (adaptation, sampler) and the acquisition
             optimiser; equal seeds, equal runs.
-        mode: how the prior enters the GP. "trusted" (default): `TrustedPriorModel`, which
-            weighs the prior by how well it predicted the observations and falls back to
-            uninformed BO's GP where it did not. Fixed degrees of
+        mode: how the prior enters the GP. "trusted" (default): `TrustedPriorModel`, whose
+            first points follow the shift ensemble (the prior's own design), and which then
+            weighs the prior's GPs by how well they predicted the observations and falls back
+            to uninformed BO's GP where they did not. Fixed degrees of
             trust: "mean", "weighted", "kernel", "both" (`MetaPriorModel`'s modes) or "shift"
             (`ShiftEnsembleModel`).
         n_init: Sobol points before the first GP of uninformed BO (default d + 1).
@@ -114,7 +115,7 @@ class Optimizer:
     """
 
     # Extra keyword arguments of mode "trusted"'s `TrustedPriorModel`: a subclass's hook for
-    # experimental variants (the benchmark's "metaprior-trusted-shift" sets with_shift=True),
+    # ablations (the benchmark's "metaprior-two-gp" sets with_shift=False),
     # kept out of the constructor's public signature.
     trusted_options: dict = {}
 
@@ -172,8 +173,9 @@ class Optimizer:
     def prior_trust(self) -> float:
         """How far the data so far trust the prior, in [0, 1].
 
-        Mode "trusted": the weight of the prior's GP in the model average (before any
-        observation, its prior probability); mode "weighted": the fitted weight of
+        Mode "trusted": the weight of the prior's GPs in the model average (before any
+        observation, its prior probability; 1 while the first points follow the shift
+        ensemble alone); mode "weighted": the fitted weight of
         the network in the mean; the other modes trust the prior fully (1); no prior: 0.
         """
         return self._trust

@@ -51,6 +51,10 @@ class ShiftEnsembleModel(SingleTaskGP):
         seed: seeds the shift sampler.
         n_members: GPs in the ensemble (posterior samples of the shift).
         covar_module: override the members' kernel (its variance is then left free).
+        meta_residual: True (default): the residual kernel's variance is fixed at the shift
+            prior's meta-learned residual. False: the bare residual kernel, whose variance is
+            the outcome transform's unit, so the transform sets the residual's scale (the
+            trusted model's, from the shift posterior's held-out errors).
 
     Example:
         >>> model = ShiftEnsembleModel(X, Y, prior=prior)
@@ -65,7 +69,7 @@ class ShiftEnsembleModel(SingleTaskGP):
                  input_transform: InputTransform | _DefaultType | None = DEFAULT,
                  outcome_transform: OutcomeTransform | _DefaultType | None = DEFAULT,
                  covar_module: Kernel | None = None, likelihood=None, seed: int = 0,
-                 n_members: int = N_MEMBERS) -> None:
+                 n_members: int = N_MEMBERS, meta_residual: bool = True) -> None:
         train_X, train_Y = check_training_data("ShiftEnsembleModel", prior, train_X, train_Y, train_Yvar)
         if isinstance(n_members, bool) or not isinstance(n_members, int) or n_members < 1:
             raise ConfigError(f"n_members must be a positive integer (got {n_members!r})")
@@ -97,7 +101,9 @@ class ShiftEnsembleModel(SingleTaskGP):
                 "ShiftEnsembleModel needs a Standardize outcome transform or None, to map the "
                 f"network's output into the GP's space (got {type(outcome_transform).__name__})")
         given = covar_module is not None
-        if not given:
+        if not given and not meta_residual:
+            covar_module = residual_kernel(prior.dim, batch_shape=members)
+        elif not given:
             # Each member explains the task up to the meta-learned residual; this kernel
             # carries that residual (its variance fixed in `_fix_residual_scale`).
             covar_module = ScaleKernel(residual_kernel(prior.dim, batch_shape=members),
@@ -108,7 +114,7 @@ class ShiftEnsembleModel(SingleTaskGP):
         tf = getattr(self, "outcome_transform", None)
         if tf is not None:
             self.mean_module.set_output_map(tf.means, tf.stdvs)
-        if not given:
+        if not given and meta_residual:
             self._fix_residual_scale(tf.stdvs if tf is not None
                                      else torch.ones(1, dtype=train_X.dtype))
 
