@@ -22,10 +22,10 @@ test: $(STAMP)
 	OMP_NUM_THREADS=1 $(BIN)/python -m pytest -x tests
 
 # The whole standard benchmark protocol on this commit (hours on 2 cores; resumable: run it again
-# after an interruption), then its report into benchmarks/results/v2/ and the README.
+# after an interruption), then its report into benchmarks/results/v3/ and the README.
 bench: $(STAMP)
 	OMP_NUM_THREADS=1 $(BIN)/python -m benchmarks.protocol --protocol standard \
-		--out benchmarks/results/v2 --workers $(or $(WORKERS),2)
+		--out benchmarks/results/v3 --workers $(or $(WORKERS),2)
 
 lint: $(STAMP)
 	$(BIN)/ruff check .

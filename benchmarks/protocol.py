@@ -2,14 +2,14 @@
 
 Usage:
     make bench
-    python -m benchmarks.protocol --protocol standard --out benchmarks/results/v2 --workers 2
+    python -m benchmarks.protocol --protocol standard --out benchmarks/results/v3 --workers 2
 
 Runs, into `<out>/`:
 - `calibration.csv`: interval coverage and NLL of the default model and of uninformed BO's GP on
   held-out tasks after n = 1, 5 and 10 observations (`benchmarks/calibration.py`);
 - `help.csv`: every method on each family's held-out tasks (../shared/DESIGN.md, the
   benchmark protocol);
-- `harm.csv`: uninformed BO and the default on tasks unlike each family
+- `harm.csv`: uninformed BO, the default and its two-GP ablation on tasks unlike each family
   (`metaprior.tasks.mismatched_tasks`);
 then writes `<out>/report.md` and the README's benchmark section (`benchmarks/protocol_report.py`).
 
@@ -66,7 +66,8 @@ class Protocol:
     blocks: tuple[Block, ...]
     calibration_tasks: int
     quick: bool = False  # tiny meta-training (smoke tests), never for published figures
-    first: tuple[str, ...] = ("bo", "metaprior")  # run before every other method
+    # run before every other method
+    first: tuple[str, ...] = ("bo", "metaprior", "metaprior-two-gp")
 
     def block(self, name: str) -> Block:
         return next(b for b in self.blocks if b.name == name)
@@ -75,13 +76,22 @@ class Protocol:
 # "metaprior-both" is left out: in the v1 tables (standard.csv) its median regret was never more
 # than 1.2x below "metaprior-mean"'s, on any family at 5, 10 or 30 evaluations (and up to 1.5x
 # above it at 30), at twice the time per step.
-HELP_METHODS = ("bo", "metaprior", "random", "portfolio", "metaprior-mean", "metaprior-kernel",
-                "metaprior-shift", "rgpe", "fsbo")
+HELP_METHODS = ("bo", "metaprior", "metaprior-two-gp", "random", "portfolio", "metaprior-mean",
+                "metaprior-kernel", "metaprior-shift", "rgpe", "fsbo")
 PROTOCOLS = {
     "standard": Protocol(
         families=ALL_FAMILIES,
         blocks=(Block("help", HELP_METHODS, tasks=8, seeds=2, budget=30),
                 # three tasks per family: one of each kind of mismatch
+                Block("harm", ("bo", "metaprior", "metaprior-two-gp"), tasks=3, seeds=2,
+                      budget=50)),
+        calibration_tasks=8),
+    # What benchmark v2 (benchmarks/results/v2, 8e6968e) ran: the standard protocol before the
+    # default took the shift ensemble, when "metaprior" was today's "metaprior-two-gp".
+    "v2": Protocol(
+        families=ALL_FAMILIES,
+        blocks=(Block("help", tuple(m for m in HELP_METHODS if m != "metaprior-two-gp"),
+                      tasks=8, seeds=2, budget=30),
                 Block("harm", ("bo", "metaprior"), tasks=3, seeds=2, budget=50)),
         calibration_tasks=8),
     # A few minutes on 2 cores: checks that the whole pipeline runs (used by the tests).
@@ -169,7 +179,7 @@ def parse_args(argv=None) -> argparse.Namespace:
     p = argparse.ArgumentParser(prog="python -m benchmarks.protocol",
                                 description=__doc__.split("\n\n")[0])
     p.add_argument("--protocol", choices=sorted(PROTOCOLS), default="standard")
-    p.add_argument("--out", default="benchmarks/results/v2")
+    p.add_argument("--out", default="benchmarks/results/v3")
     p.add_argument("--cache", default=None, help="trained priors and baselines (default: "
                                                  "<out>/cache, trained on this commit)")
     p.add_argument("--workers", type=int, default=2, help="processes, one thread each")

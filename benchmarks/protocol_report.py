@@ -29,7 +29,7 @@ from benchmarks import stats
 from benchmarks.protocol import CALIBRATION_MODELS, PROTOCOLS, Protocol
 from benchmarks.report import plot_family, to_markdown
 from benchmarks.run import RUN_KEY
-from benchmarks.trust_report import harm_table, help_table
+from benchmarks.trust_report import harm_table, help_table, is_single_mode
 
 BEGIN, END = "<!-- benchmark-v2:begin -->", "<!-- benchmark-v2:end -->"
 DEFAULT, REFERENCE = "metaprior", "bo"
@@ -246,7 +246,7 @@ def render(frames: dict[str, pd.DataFrame], protocol: Protocol, folder: Path,
                           f"of 0 counts as {stats.REGRET_FLOOR:g}).\n",
                           to_markdown(every_method(help_df, it,
                                                    protocol.block("help").methods)), ""]
-        if help_df.method.str.startswith("metaprior-").any():
+        if help_df.method.map(is_single_mode).any():
             parts += ["#### Help: the default against the best single mode\n",
                       to_markdown(versus_modes(help_df)), ""]
     harm_df = frames.get("harm")

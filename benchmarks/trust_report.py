@@ -21,7 +21,10 @@ import sys
 import numpy as np
 import pandas as pd
 
+from metaprior.optim import MODES as OPTIMIZER_MODES
+
 DEFAULT, REFERENCE = "metaprior", "bo"
+FIXED_MODES = tuple(m for m in OPTIMIZER_MODES if m != "trusted")
 
 
 def medians(df: pd.DataFrame, iteration: int) -> pd.DataFrame:
@@ -54,9 +57,16 @@ def evaluations_to_reach(df: pd.DataFrame, method: str, target: float) -> int | 
     return int(hit[0]) if len(hit) else None
 
 
+def is_single_mode(method: str) -> bool:
+    """A fixed degree of trust, `metaprior-<mode>` (with or without "-tr"), not an ablation of
+    the default such as "metaprior-two-gp"."""
+    mode = method.removeprefix("metaprior-").removesuffix("-tr")
+    return method.startswith("metaprior-") and mode in FIXED_MODES
+
+
 def help_table(df: pd.DataFrame) -> pd.DataFrame:
     final = int(df.iteration.max())
-    modes = [m for m in df.method.unique() if m.startswith("metaprior-")]
+    modes = [m for m in df.method.unique() if is_single_mode(m)]
     rows = []
     for family, g in df.groupby("family", sort=False):
         row = {"family": family}

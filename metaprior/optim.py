@@ -239,7 +239,7 @@ class Optimizer:
             return self._sobol_points(n), "sobol"
         if self._X.shape[0] == 0:  # prior's first point still pending: nothing to adapt to yet
             return self._sobol_points(n), "sobol"
-        self.model = self._fit_model()
+        self.model = self._fit_model(one_point=n == 1 and not self._pending)
         self._trust = float(getattr(self.model, "prior_trust", self._trust))
         return self._bo_points(n), "bo"
 
@@ -250,9 +250,13 @@ class Optimizer:
     def _sobol_points(self, n: int) -> Tensor:
         return box_from_unit(self._sobol.draw(n, dtype=torch.float64), self.bounds)
 
-    def build_model(self):
+    def build_model(self, one_point: bool = True):
         """The model of all observations so far, unfitted for `MetaPriorModel` and
-        `SingleTaskGP`; `TrustedPriorModel` fits itself (it needs the fits to weigh the GPs)."""
+        `SingleTaskGP`; `TrustedPriorModel` fits itself (it needs the fits to weigh the GPs).
+
+        `one_point`: the model is for one point with none pending; otherwise the trusted
+        model skips the prior's design (`TrustedPriorModel(prior_design=False)`).
+        """
         if self.prior is None:
             return SingleTaskGP(self._X, self._Y,
                                 input_transform=Normalize(d=self.dim, bounds=self.bounds))
@@ -261,16 +265,17 @@ class Optimizer:
                      if WARM_START_FIT and isinstance(self.model, TrustedPriorModel) else None)
             return TrustedPriorModel(self._X, self._Y, self.prior, bounds=self.bounds,
                                      adapt_steps=self.adapt_steps, seed=self.seed,
-                                     informed_start=start, **self.trusted_options)
+                                     informed_start=start, prior_design=one_point,
+                                     **self.trusted_options)
         if self.mode == "shift":
             return ShiftEnsembleModel(self._X, self._Y, self.prior, seed=self.seed)
         return MetaPriorModel(self._X, self._Y, self.prior, mode=self.mode,
                               adapt_steps=self.adapt_steps, seed=self.seed)
 
-    def _fit_model(self):
+    def _fit_model(self, one_point: bool = True):
         with torch.random.fork_rng():
             torch.manual_seed(self._step_seed())
-            model = self.build_model()
+            model = self.build_model(one_point)
             if not isinstance(model, TrustedPriorModel):
                 fit_gp(model)
         return model

@@ -15,7 +15,7 @@ from metaprior.errors import AdaptationWarning, ConfigError, InputDataError
 from metaprior.gp.evidence import fit_gp
 from metaprior.gp.model import MetaPriorModel
 from metaprior.gp.shift_model import ShiftEnsembleModel
-from metaprior.gp.trusted import TrustedPriorModel
+from metaprior.gp.trusted import CERTAIN, TrustedPriorModel
 from metaprior.optim import Optimizer, minimize
 from metaprior.tasks import Branin, Forrester
 from metaprior.validation import FAR_FROM_FAMILY_STDS
@@ -117,7 +117,9 @@ def test_default_minimize_far_from_the_family_does_as_well_as_uninformed_bo():
     # (mode "mean" alone stalls at 2.7 against 0.23 at 15); 3x leaves room for other seeds.
     assert regret <= max(3 * regret_uninformed, 0.01)
     opt = trusted.optimizer
-    assert opt.prior_trust < 1e-3
+    # Low enough that the prior's GPs leave the posterior (the shift ensemble's offset absorbs
+    # a little of the far translation: its weight stays near 0.01, the informed GP's near 0).
+    assert opt.prior_trust < CERTAIN
     # The last model saw every point but the last; it is uninformed BO's GP (which smooths a
     # little through its inferred noise), while the prior's GP misses by thousands.
     n_fit = opt.model.uninformed.train_targets.shape[-1]

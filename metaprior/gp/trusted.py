@@ -192,6 +192,10 @@ class TrustedPriorModel(Model, FantasizeMixin):
             the model is the shift ensemble alone (the prior's initial design, `prior_trust`
             1); from there the ensemble's residual has the informed GP's scale, set by its
             own held-out errors, so that a trusted ensemble still refines its minimum.
+        prior_design: False skips the prior's design (the model average from the first point,
+            at the prior probabilities below `MIN_POINTS`), for a batch of points or an ask
+            with points pending: the design's sharp ensemble is nearly certain after a few
+            points, and a batch under it put several points on one spot.
 
     Example:
         >>> model = TrustedPriorModel(X, Y, prior=prior)
@@ -206,7 +210,7 @@ class TrustedPriorModel(Model, FantasizeMixin):
                  adapt_steps: int | None = None, seed: int = 0,
                  scheme: str = "prequential",
                  informed_start: dict[str, Tensor] | None = None,
-                 with_shift: bool | None = None) -> None:
+                 with_shift: bool | None = None, prior_design: bool = True) -> None:
         super().__init__()
         if scheme not in SCHEMES:
             raise ConfigError(f"scheme must be one of {SCHEMES} (got {scheme!r})")
@@ -252,7 +256,7 @@ class TrustedPriorModel(Model, FantasizeMixin):
         fit_gp(self.uninformed)
         self.scores = self._held_out_scores(train_Y[:, 0])
         self.shift, self.shift_score = None, None
-        if with_shift and train_Y.shape[0] < PRIOR_DESIGN_POINTS:
+        if with_shift and prior_design and train_Y.shape[0] < PRIOR_DESIGN_POINTS:
             self.shift = ShiftEnsembleModel(train_X, train_Y, prior, seed=seed)
             fit_gp(self.shift)
             self.component_weights = {"informed": 0.0, "shift": 1.0, "uninformed": 0.0}
@@ -274,7 +278,7 @@ class TrustedPriorModel(Model, FantasizeMixin):
 
     def _scored_shift(self, train_X: Tensor, train_Y: Tensor,
                       seed: int) -> tuple[ShiftEnsembleModel, float]:
-        """The shift ensemble, fitted, and its held-out log score.
+        """The shift ensemble, fitted, and its held-out log score (0 below `MIN_POINTS`).
 
         Its residual's scale is the informed GP's rule applied to the shift posterior's
         forecast errors. With the meta-learned residual instead, a trusted ensemble stalled:
@@ -283,12 +287,15 @@ class TrustedPriorModel(Model, FantasizeMixin):
         keep its weight (with this scale it reached 4e-7).
         """
         skip = MIN_POINTS - 1
-        means, spread = shift_held_out_forecasts(self.prior, train_X, train_Y, self.scheme,
-                                                 skip=skip, seed=seed)
+        means, spread = (shift_held_out_forecasts(self.prior, train_X, train_Y, self.scheme,
+                                                  skip=skip, seed=seed)
+                         if train_Y.shape[0] >= MIN_POINTS else (None, None))
         shift = ShiftEnsembleModel(
             train_X, train_Y, self.prior, seed=seed, meta_residual=False,
             outcome_transform=informed_transform(train_Y, means, self.prior, self.scheme))
         fit_gp(shift)
+        if means is None:
+            return shift, 0.0
         return shift, held_out_score(shift, train_Y[:, 0], means, self.scheme, skip,
                                      mean_variance=spread)
 

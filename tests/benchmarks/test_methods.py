@@ -5,9 +5,9 @@ from __future__ import annotations
 import torch
 from helpers import branin_prior, forrester_prior
 
-from benchmarks.methods import ShiftTrustedOptimizer, WarmStartBO
+from benchmarks.methods import TwoGPOptimizer, WarmStartBO
 from benchmarks.run import ALL_FAMILIES, COLUMNS, block_tasks
-from metaprior.gp.trusted import TrustedPriorModel
+from metaprior.gp.trusted import PRIOR_DESIGN_POINTS, TrustedPriorModel
 from metaprior.optim import Optimizer, default_n_init
 from metaprior.tasks import Branin, Forrester, mismatched_tasks
 from metaprior.zero_shot import prior_minimizer
@@ -40,17 +40,16 @@ def test_warm_start_ablation_starts_at_the_zero_shot_point_then_plain_bo():
     assert {"block", "prior_trust", "commit", "versions", "machine"} <= set(COLUMNS)
 
 
-def test_the_shift_variant_weighs_three_gps_and_the_default_two():
+def test_the_default_weighs_three_gps_and_the_ablation_two():
     task = Branin().held_out_tasks(1, seed=0)[0]
     prior = branin_prior()
     models = {}
-    for cls in (ShiftTrustedOptimizer, Optimizer):
+    for cls in (TwoGPOptimizer, Optimizer):
         opt = cls(task.bounds, prior=prior, seed=0, num_restarts=2, raw_samples=32)
-        for _ in range(4):
+        for _ in range(PRIOR_DESIGN_POINTS + 1):
             X = opt.ask()
             opt.tell(X, task(X))
         assert isinstance(opt.model, TrustedPriorModel)
         models[cls] = opt.model
-    assert set(models[ShiftTrustedOptimizer].component_weights) == {"informed", "shift",
-                                                                    "uninformed"}
-    assert models[Optimizer].shift is None and models[Optimizer].shift_score is None
+    assert set(models[Optimizer].component_weights) == {"informed", "shift", "uninformed"}
+    assert models[TwoGPOptimizer].shift is None and models[TwoGPOptimizer].shift_score is None

@@ -27,6 +27,7 @@ from metaprior.gp.trusted import (
     trust_from_evidence,
     weights_from_evidence,
 )
+from metaprior.optim import Optimizer
 from metaprior.tasks import Branin
 from metaprior.tasks.mismatch import mismatched_tasks
 
@@ -194,6 +195,25 @@ def test_the_first_points_follow_the_shift_ensemble_alone():
     assert not hasattr(scored.shift.covar_module, "raw_outputscale")
     assert sum(scored.component_weights.values()) == pytest.approx(1.0)
     assert TrustedPriorModel(X[:-1], Y[:-1], prior, with_shift=False).shift is None
+    # For a batch (or with points pending) the design is skipped: the mixture at the prior
+    # probabilities until the scores start.
+    batch = TrustedPriorModel(X[:2], Y[:2], prior, prior_design=False)
+    assert batch.component_weights == pytest.approx({"informed": 0.4, "shift": 0.4,
+                                                      "uninformed": 0.2})
+    assert batch.shift_score == 0.0 and batch.prior_trust == pytest.approx(0.8)
+
+
+def test_the_optimizer_keeps_the_design_for_one_point_at_a_time():
+    prior, task = branin_prior(), help_task()
+    opt = Optimizer(task.bounds, prior=prior, seed=0, num_restarts=2, raw_samples=16)
+    for n in (1, 1, 2):  # the zero-shot point, one design point, then a batch of two
+        X = opt.ask(n)
+        opt.tell(X, task(X))
+        if opt.model is not None:
+            shift = opt.model.component_weights["shift"]
+            assert shift == (1.0 if n == 1 else pytest.approx(0.4))
+    assert opt.history["prior_trust"].tolist()[1:] == [1.0, pytest.approx(0.8),
+                                                       pytest.approx(0.8)]
 
 
 def test_bad_input_is_refused():
