@@ -261,11 +261,13 @@ class Optimizer:
             return SingleTaskGP(self._X, self._Y,
                                 input_transform=Normalize(d=self.dim, bounds=self.bounds))
         if self.mode == "trusted":
-            start = (self.model.informed_hyperparameters()
-                     if WARM_START_FIT and isinstance(self.model, TrustedPriorModel) else None)
+            previous = self.model if isinstance(self.model, TrustedPriorModel) else None
+            start = previous.informed_hyperparameters() if WARM_START_FIT and previous else None
             return TrustedPriorModel(self._X, self._Y, self.prior, bounds=self.bounds,
                                      adapt_steps=self.adapt_steps, seed=self.seed,
                                      informed_start=start, prior_design=one_point,
+                                     shift_retired=previous is not None
+                                     and previous.left_occams_window,
                                      **self.trusted_options)
         if self.mode == "shift":
             return ShiftEnsembleModel(self._X, self._Y, self.prior, seed=self.seed)

@@ -21,6 +21,7 @@ from metaprior.errors import ConfigError, InputDataError
 from metaprior.gp.evidence import loo_predictions, prequential_predictions
 from metaprior.gp.model import MetaPriorModel
 from metaprior.gp.trusted import (
+    OCCAM_WINDOW,
     PRIOR_DESIGN_POINTS,
     TrustedPriorModel,
     mixture_moments,
@@ -391,3 +392,35 @@ def test_with_shift_needs_a_shift_prior():
     X = torch.rand(4, 2, dtype=torch.float64)
     with pytest.raises(ConfigError, match="shift prior"):
         TrustedPriorModel(X, X.sum(-1, keepdim=True), prior, with_shift=True)
+
+
+def test_a_shift_ensemble_out_of_occams_window_is_retired_for_the_rest_of_the_run():
+    prior, task = branin_prior(), help_task()
+    X = branin_points(PRIOR_DESIGN_POINTS + 1)
+    Y = task(X).unsqueeze(-1)
+    model = TrustedPriorModel(X, Y, prior)
+    model.component_weights = {"informed": 0.6, "shift": 0.9 * OCCAM_WINDOW * 0.6,
+                               "uninformed": 0.4 - 0.54 * OCCAM_WINDOW}
+    assert model.left_occams_window
+    model.component_weights = {"informed": 0.6, "shift": 1.1 * OCCAM_WINDOW * 0.6,
+                               "uninformed": 0.4 - 0.66 * OCCAM_WINDOW}
+    assert not model.left_occams_window
+    retired = TrustedPriorModel(X, Y, prior, shift_retired=True)
+    assert retired.shift is None and retired.left_occams_window
+    assert retired.component_weights["shift"] == 0.0
+    assert retired.prior_trust == pytest.approx(retired.component_weights["informed"])
+    # the two GPs keep their prior probabilities (0.4 and 0.2 of the three-GP model's)
+    informed, uninformed = retired.scores
+    odds = math.exp(informed - uninformed) * 0.4 / 0.2
+    assert retired.prior_trust == pytest.approx(odds / (1 + odds))
+    # The optimizer retires it once a step's model has left the window.
+    opt = Optimizer(task.bounds, prior=prior, seed=0, num_restarts=2, raw_samples=16)
+    opt.tell(X, Y)
+    opt.ask()
+    assert opt.model.shift is not None
+    opt.model.component_weights = {"informed": 1.0, "shift": 0.0, "uninformed": 0.0}
+    x = opt.ask()
+    assert opt.model.shift is None and opt.model.component_weights["shift"] == 0.0
+    opt.tell(x, task(x))
+    opt.ask()
+    assert opt.model.shift is None
