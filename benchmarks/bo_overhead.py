@@ -18,8 +18,9 @@ For "trusted" the construction is split further, in `TrustedPriorModel`'s order:
 predictions (`MetaPrior.held_out_predictions`: n copies adapted at once, which also set the
 informed GP's scale), the informed GP (the network's adaptation), the informed and the
 uninformed GP's fits, then the shift ensemble's forecasts (the newest prefix), its construction
-(the posterior over shifts) and its fit; `trust` is the weight the
-model gave the prior (between 0.1 and 0.9 the acquisition evaluates both GPs).
+(the posterior over shifts) and its fit (timed also where the timed step had retired it, out of
+Occam's window); `trust` is the weight the model gave the prior (GPs weighted at most 0.1 are
+left out of the acquisition).
 
 Priors are meta-trained briefly (`--prior-steps`, default 300): the cost of an iteration depends on
 the network's size and the adaptation steps (the default config's), not on how well it learned.
@@ -74,7 +75,8 @@ RESULTS = Path(__file__).parent / "results" / "bo_overhead.csv"
 METHODS = ("none", "trusted", "mean", "weighted", "kernel", "both", "shift")
 SIZES = (10, 30, 100)
 BAR = 1.5  # the default model's step at n = 30, as a multiple of uninformed BO's
-TRUSTED_PARTS = ("informed", "held_out", "fit_informed", "fit_uninformed")
+TRUSTED_PARTS = ("informed", "held_out", "fit_informed", "fit_uninformed", "shift_forecasts",
+                 "shift", "fit_shift")
 STYBLINSKI_MIN = -39.16616570377142  # per dimension, at x_i = -2.903534
 
 

@@ -79,7 +79,7 @@ def build_context(name: str, cache_dir: str | os.PathLike, methods: list[str],
         prior = mp.meta_train(family, prior_config(family, quick), seed=0, progress=progress,
                               checkpoint=cache / f"{name}.ckpt", resume=True)
         prior.save(prior_path)
-    elif any(m.startswith("metaprior-shift") for m in methods):
+    elif any(m == "metaprior" or m.startswith("metaprior-shift") for m in methods):
         prior = mp.MetaPrior.load(prior_path)
         if prior.shift_prior is None:  # cached before priors carried a shift prior
             attach_shift_prior(prior, family, seed=0)

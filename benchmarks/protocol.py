@@ -90,7 +90,8 @@ PROTOCOLS = {
     # default took the shift ensemble, when "metaprior" was today's "metaprior-two-gp".
     "v2": Protocol(
         families=ALL_FAMILIES,
-        blocks=(Block("help", tuple(m for m in HELP_METHODS if m != "metaprior-two-gp"),
+        blocks=(Block("help", ("bo", "metaprior", "random", "portfolio", "metaprior-mean",
+                               "metaprior-kernel", "metaprior-shift", "rgpe", "fsbo"),
                       tasks=8, seeds=2, budget=30),
                 Block("harm", ("bo", "metaprior"), tasks=3, seeds=2, budget=50)),
         calibration_tasks=8),

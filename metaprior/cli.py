@@ -331,7 +331,7 @@ def cmd_info(args) -> int:
         rows.append(("shift", f"t mean [{', '.join(f'{v:.3g}' for v in sp.mean)}], sd [{sd}] "
                               f"(unit cube); residual {sp.resid_sd:.3g}, scale sd "
                               f"{sp.scale_sd:.3g}, offset sd {sp.offset_sd:.3g} "
-                              f"({sp.n_tasks} tasks; mode 'shift')"))
+                              f"({sp.n_tasks} tasks; the default's shift ensemble, mode 'shift')"))
     if history:
         rows.append(("loss", f"{history[0]:.4g} (first logged) -> {history[-1]:.4g} (last), "
                              f"pre-adaptation MSE, standardised outputs"))

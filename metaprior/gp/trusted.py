@@ -82,11 +82,13 @@ def trust_from_evidence(log_ev_informed: float, log_ev_uninformed: float,
 
 
 def weights_from_evidence(scores: list[float], prior_weights: list[float]) -> list[float]:
-    """Posterior model probabilities: the softmax of log scores plus log prior weights (two
-    models: `trust_from_evidence`'s logistic, which the two-GP default keeps using so that its
-    weight stays the one benchmark v2 measured, to the last bit)."""
+    """Posterior model probabilities: the softmax of log scores plus log prior weights (which
+    need not sum to 1). For two models this is `trust_from_evidence`'s logistic, which the
+    two-GP model (`with_shift=False`) keeps using so that its weight stays the one benchmark v2
+    measured, to the last bit."""
     if all(score == -math.inf for score in scores):
-        return list(prior_weights)
+        total = sum(prior_weights)
+        return [p / total for p in prior_weights]
     logits = torch.tensor([score + math.log(p) for score, p in zip(scores, prior_weights, strict=True)],
                           dtype=torch.float64)
     return torch.softmax(logits, 0).tolist()
@@ -169,9 +171,9 @@ class TrustedPriorModel(Model, FantasizeMixin):
     be in the order the points were made; with "loo" from all the others. For the informed GP
     the point is predicted by a copy of the network adapted only to those points
     (`MetaPrior.held_out_predictions`), so the score tests the prior rather than its memory of
-    the points. The scores and the prior probability `prior_probability` give the informed
-    GP's weight `prior_trust` = w (with fewer than `MIN_POINTS` points, w is the prior
-    probability).
+    the points. The scores and the prior probability `prior_probability` give each GP's weight
+    (`component_weights`; with fewer than `MIN_POINTS` points, the prior probabilities), and
+    `prior_trust` is the informed GPs' summed weight (1 during the prior's design).
     The posterior is the Gaussian with the mixture's exact mean and covariance
     (`mixture_moments`; for two GPs `mean = w m1 + (1 - w) m0`,
     `cov = w S1 + (1 - w) S0 + w (1 - w) (m1 - m0)(m1 - m0)^T`), so every BoTorch acquisition
@@ -265,41 +267,47 @@ class TrustedPriorModel(Model, FantasizeMixin):
         fit_gp(self.uninformed)
         self.scores = self._held_out_scores(train_Y[:, 0])
         self.shift, self.shift_score = None, None
-        if with_shift and prior_design and train_Y.shape[0] < PRIOR_DESIGN_POINTS:
+        self.shift_state = ("none" if not with_shift else "retired" if shift_retired else
+                            "design" if prior_design and train_Y.shape[0] < PRIOR_DESIGN_POINTS
+                            else "scored")
+        if self.shift_state == "design":
             self.shift = ShiftEnsembleModel(train_X, train_Y, prior, seed=seed)
             fit_gp(self.shift)
-            self.component_weights = {"informed": 0.0, "shift": 1.0, "uninformed": 0.0}
-            self.prior_trust = 1.0
-        elif with_shift and shift_retired:
-            informed, _ = weights_from_evidence(
-                list(self.scores), [self.prior_probability / 2, 1 - self.prior_probability])
-            self.component_weights = {"informed": informed, "shift": 0.0,
-                                      "uninformed": 1 - informed}
-            self.prior_trust = informed
-        elif with_shift:
+        elif self.shift_state == "scored":
             self.shift, self.shift_score = self._scored_shift(train_X, train_Y, seed)
-            informed, shift, _ = weights_from_evidence(
-                [self.scores[0], self.shift_score, self.scores[1]],
-                [self.prior_probability / 2, self.prior_probability / 2,
-                 1 - self.prior_probability])
-            self.component_weights = {"informed": informed, "shift": shift,
-                                      "uninformed": 1 - informed - shift}
-            self.prior_trust = informed + shift
-        else:
-            self.prior_trust = trust_from_evidence(*self.scores, self.prior_probability)
-            self.component_weights = {"informed": self.prior_trust,
-                                      "uninformed": 1 - self.prior_trust}
+        self.component_weights = self._weigh()
+        self.prior_trust = min(1.0, self.component_weights["informed"]
+                               + self.component_weights.get("shift", 0.0))
         self.eval()
+
+    def _weigh(self) -> dict[str, float]:
+        """Each GP's weight in the average, by `shift_state`: "none" (two GPs), "design" (the
+        shift ensemble alone), "retired" (two GPs at the three-GP model's prior odds) or
+        "scored" (three GPs)."""
+        p = self.prior_probability
+        if self.shift_state == "none":
+            trust = trust_from_evidence(*self.scores, p)
+            return {"informed": trust, "uninformed": 1 - trust}
+        if self.shift_state == "design":
+            return {"informed": 0.0, "shift": 1.0, "uninformed": 0.0}
+        if self.shift_state == "retired":
+            informed, uninformed = weights_from_evidence(list(self.scores), [p / 2, 1 - p])
+            return {"informed": informed, "shift": 0.0, "uninformed": uninformed}
+        informed, shift, _ = weights_from_evidence(
+            [self.scores[0], self.shift_score, self.scores[1]], [p / 2, p / 2, 1 - p])
+        # The uninformed weight as the rest (not the softmax's third output): the weights the
+        # benchmark's v3 runs were made with, to the last bit.
+        return {"informed": informed, "shift": shift, "uninformed": max(0.0, 1 - informed - shift)}
 
     @property
     def left_occams_window(self) -> bool:
         """Whether the shift ensemble is out of the average for the rest of the run: retired
         already, or scored with a weight below `OCCAM_WINDOW` of the leader's (the next step
         builds its model with `shift_retired=True`)."""
-        shift = self.component_weights.get("shift")
-        if shift is None or self.shift_score is None and shift > 0:
-            return False  # no ensemble, or the prior's design (not scored yet)
-        return shift < OCCAM_WINDOW * max(self.component_weights.values())
+        if self.shift_state in ("none", "design"):
+            return False
+        weights = self.component_weights
+        return weights["shift"] < OCCAM_WINDOW * max(weights.values())
 
     def _scored_shift(self, train_X: Tensor, train_Y: Tensor,
                       seed: int) -> tuple[ShiftEnsembleModel, float]:
@@ -354,6 +362,7 @@ class TrustedPriorModel(Model, FantasizeMixin):
         model.informed, model.uninformed, model.shift = informed, uninformed, shift
         model.scores, model.prior_trust = template.scores, template.prior_trust
         model.shift_score, model.component_weights = template.shift_score, template.component_weights
+        model.shift_state = template.shift_state
         return model
 
     @property
@@ -375,7 +384,9 @@ class TrustedPriorModel(Model, FantasizeMixin):
                   **kwargs) -> GPyTorchPosterior:
         """The moment-matched model average at `X` (`batch_shape x q x d`, original units).
 
-        A weight within `CERTAIN` of 0 or 1 is rounded here, so only one GP is evaluated.
+        GPs whose weight is at most `CERTAIN` are left out and the others' weights renormalised
+        (the two-GP model's are kept as they are), so a GP that is nearly certain is evaluated
+        alone.
         """
         if output_indices not in (None, [0]):
             raise ConfigError(f"the model has one output (got output_indices={output_indices})")
@@ -400,7 +411,8 @@ class TrustedPriorModel(Model, FantasizeMixin):
             for k, name in enumerate(kept):
                 if name == "shift":
                     means[k], covariances[k] = member_moments(means[k], covariances[k])
-            # The two-GP default keeps its weights exactly (w and 1 - w), unrenormalised.
+            # The two-GP model keeps its weights exactly (w and 1 - w), unrenormalised: the
+            # weights benchmark v2 measured.
             ws = [w / total for w in kept.values()] if self.shift is not None else list(
                 kept.values())
             mean, covariance = mixture_moments(ws, means, covariances)
@@ -416,8 +428,8 @@ class TrustedPriorModel(Model, FantasizeMixin):
         return getattr(self, name).posterior(X, observation_noise=observation_noise)
 
     def condition_on_observations(self, X: Tensor, Y: Tensor, **kwargs) -> TrustedPriorModel:
-        """Both GPs conditioned on `(X, Y)` (original units; each GP applies its own input
-        transform); the weight is kept."""
+        """Every GP of the average (two or three) conditioned on `(X, Y)` (original units;
+        each GP applies its own input transform); the weights are kept."""
         parts = [self.informed, self.uninformed] + ([self.shift] if self.shift is not None else [])
         for gp in parts:
             if gp.prediction_strategy is None:

@@ -61,7 +61,8 @@ def test_info_human_and_json(trained):
     text = proc.stdout
     assert "branin" in text and "x0 in [-5, 10]; x1 in [0, 15]" in text
     assert "metaprior version 2" in text and "outer_steps_done=20" in text
-    assert "\nshift " in text and "(64 tasks; mode 'shift')" in text  # train estimates it
+    # train estimates the shift prior
+    assert "\nshift " in text and "(64 tasks; the default's shift ensemble, mode 'shift')" in text
     proc = run("info", "b.prior", "--json", cwd=trained)
     header = json.loads(proc.stdout)
     assert set(header["shift_prior"]) >= {"mean", "cov", "resid_sd"}
