@@ -32,7 +32,7 @@ from benchmarks.report import plot_family, to_markdown
 from benchmarks.run import RUN_KEY
 from benchmarks.trust_report import harm_table, help_table, is_single_mode
 
-BEGIN, END = "<!-- benchmark-v2:begin -->", "<!-- benchmark-v2:end -->"
+BEGIN, END = "<!-- benchmark-tables:begin -->", "<!-- benchmark-tables:end -->"
 DEFAULT, REFERENCE = "metaprior", "bo"
 CHECKPOINTS = (5, 10, 30)
 

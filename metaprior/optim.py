@@ -58,6 +58,13 @@ from metaprior.zero_shot import prior_minimizer
 # every coordinate: asked points come back rounded (3 decimals), through float32 or through JSON,
 # and a point that close is the same experiment for any GP fitted to the box.
 ASK_MATCH_TOLERANCE = 1e-3
+# A proposal within this fraction of the bounds' width of an observed or pending point, in every
+# coordinate, repeats it. A prior that is sure of one point (often a corner) asks it again and
+# again: the repeat is predicted perfectly, so the scores keep trusting the prior and nothing new
+# is learnt. On a Branin task translated far outside the family's range, the default asked the
+# corner (-5, 0) at 48 of 50 steps, stuck at a regret of 0.07 with `prior_trust` 1 (benchmark
+# v3, harm block). Such a step takes uninformed BO's proposal instead.
+REPEAT_TOLERANCE = 1e-6
 
 
 def default_n_init(dim: int) -> int:
@@ -241,7 +248,24 @@ class Optimizer:
             return self._sobol_points(n), "sobol"
         self.model = self._fit_model(one_point=n == 1 and not self._pending)
         self._trust = float(getattr(self.model, "prior_trust", self._trust))
-        return self._bo_points(n), "bo"
+        X = self._bo_points(n)
+        if isinstance(self.model, TrustedPriorModel) and self._repeats(X):
+            return self._bo_points(n, self.model.uninformed), "uninformed"
+        return X, "bo"
+
+    def _repeats(self, X: Tensor) -> bool:
+        """Whether a point of `X` (`n x D`, as the model will see it) repeats an observed point,
+        a pending one or another point of `X` (within `REPEAT_TOLERANCE` of the bounds'
+        width in every coordinate)."""
+        X = self._project(X)
+        seen = torch.cat([self._X, *(p[0].unsqueeze(0) for p in self._pending)])
+        width = self.bounds[1] - self.bounds[0]
+        for i, x in enumerate(X):
+            earlier = torch.cat([seen, X[:i]])
+            if len(earlier) and float(((earlier - x).abs() / width).amax(-1).min()) <= \
+                    REPEAT_TOLERANCE:
+                return True
+        return False
 
     def zero_shot_point(self) -> Tensor:
         """The prior's zero-shot minimiser, a `d` tensor in original units."""
@@ -302,13 +326,13 @@ class Optimizer:
                 start += p.width
         return box
 
-    def _bo_points(self, n: int) -> Tensor:
+    def _bo_points(self, n: int, model=None) -> Tensor:
         """`n x D` points maximising the shared acquisition (`metaprior.acquisition`) under
-        `self.model`, given the pending asks."""
+        `model` (default: `self.model`), given the pending asks."""
         pending = torch.stack([p[0] for p in self._pending]) if self._pending else None
         typed = None if self.space is None or self.space.is_box else self._typed_acqf_optimum
-        return propose(self.model, self._X, self.search_bounds(), n, self._step_seed(),
-                       X_pending=pending, num_restarts=self.num_restarts,
+        return propose(self.model if model is None else model, self._X, self.search_bounds(),
+                       n, self._step_seed(), X_pending=pending, num_restarts=self.num_restarts,
                        raw_samples=self.raw_samples, maximize=typed)
 
     def _typed_acqf_optimum(self, acqf: AcquisitionFunction, settings: dict) -> Tensor:
@@ -404,7 +428,11 @@ class Optimizer:
     def history(self) -> pd.DataFrame:
         """One row per evaluation: iteration, x0..x{d-1} (with a space: one column of raw
         values per parameter), y, best, source, asked, seconds, prior_trust (the trust of the
-        model that proposed the point)."""
+        model that proposed the point).
+
+        source: "prior" (the zero-shot point), "sobol", "bo", "uninformed" (the default's
+        proposal would have repeated a point, so uninformed BO's GP proposed it instead;
+        `REPEAT_TOLERANCE`), or "external" (told without an ask)."""
         names = [f"x{j}" for j in range(self.dim)] if self.space is None else self.space.names
         cols = ["iteration", *names, "y", "best", "source", "asked", "seconds", "prior_trust"]
         return pd.DataFrame(self._rows, columns=cols)

@@ -14,6 +14,7 @@ from metaprior.errors import ConfigError, InputDataError, OutOfBoundsWarning
 from metaprior.gp.trusted import PRIOR_PROBABILITY, TrustedPriorModel
 from metaprior.optim import Optimizer, OptimizeResult, default_n_init, minimize
 from metaprior.tasks import Branin, Forrester
+from metaprior.tasks.mismatch import mismatched_tasks
 from metaprior.zero_shot import prior_minimizer
 
 FAST = {"num_restarts": 2, "raw_samples": 32}
@@ -271,6 +272,22 @@ def test_on_a_negated_task_trust_falls_and_the_model_becomes_uninformed_bo():
     assert opt.prior_trust < 0.2
     helped = run(Optimizer(task.bounds, prior=branin_prior(), seed=0, **FAST), task.fn, 8)
     assert helped.prior_trust > 0.8
+
+
+@pytest.mark.quality
+def test_a_proposal_that_repeats_a_point_is_replaced_by_uninformed_bos():
+    """A prior sure of a corner of a task translated far outside its family's range asks that
+    corner again and again, and every repeat confirms it; the default asks uninformed BO's GP
+    instead, so no point is evaluated twice and the data get to test the prior."""
+    far = mismatched_tasks(Branin(), 3)[2]
+    assert "far" in far.name
+    opt = run(Optimizer(far.bounds, prior=branin_prior(), seed=0, **FAST),
+              lambda X: far(X).reshape(-1), 6)
+    told = opt.train_X
+    points = torch.cat([told, opt.ask(2)])  # a batch repeats neither a point nor itself
+    gaps = (points.unsqueeze(0) - points.unsqueeze(1)).abs().amax(-1)
+    assert (gaps + torch.eye(len(points), dtype=points.dtype) > 1e-6).all(), told
+    assert "uninformed" in set(opt.history.source)
 
 
 def test_seed_reaches_the_model():
