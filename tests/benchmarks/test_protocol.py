@@ -76,6 +76,9 @@ def test_rows_of_another_commit_are_refused(done, tmp_path):
         protocol_report.main([str(copy), "--protocol", "smoke", "--no-readme", "--no-plots"])
     assert protocol_report.main([str(copy), "--protocol", "smoke", "--no-readme", "--no-plots",
                                  "--allow-mixed"]) == 0
+    report = (copy / "report.md").read_text()  # which rows each commit made, and the command
+    assert f"- `0000000`: harm: {harm.loc[0, 'method']}" in report
+    assert "--protocol smoke --allow-mixed`" in report
 
 
 def test_the_report_writes_the_readme_section_and_regenerating_changes_nothing(done, tmp_path):
