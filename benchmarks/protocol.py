@@ -34,7 +34,7 @@ import torch
 
 from benchmarks import calibration
 from benchmarks.context import build_context
-from benchmarks.provenance import provenance
+from benchmarks.provenance import provenance, read_rows
 from benchmarks.run import (
     ALL_FAMILIES,
     check_one_commit,
@@ -117,7 +117,7 @@ def read_calibration(path: Path, protocol: Protocol) -> pd.DataFrame | None:
     if not path.exists() or path.stat().st_size == 0:
         return None
     data = path.read_bytes()
-    df = pd.read_csv(io.BytesIO(whole_lines(data)))
+    df = read_rows(io.BytesIO(whole_lines(data)))
     complete = df.groupby("family").family.transform("size") >= calibration_rows(protocol)
     if not complete.all() or not data.endswith(b"\n"):
         atomic_write_bytes(path, df[complete].to_csv(index=False).encode())

@@ -28,6 +28,7 @@ import pandas as pd
 
 from benchmarks import stats
 from benchmarks.protocol import CALIBRATION_MODELS, PROTOCOLS, Protocol
+from benchmarks.provenance import read_rows
 from benchmarks.report import plot_family, to_markdown
 from benchmarks.run import RUN_KEY
 from benchmarks.trust_report import harm_table, help_table, is_single_mode
@@ -61,7 +62,7 @@ def load(folder: Path) -> dict[str, pd.DataFrame]:
     for name in ("help", "harm", "calibration"):
         path = folder / f"{name}.csv"
         if path.exists() and path.stat().st_size:
-            df = pd.read_csv(path)
+            df = read_rows(path)
             if len(df):  # an interrupted start can leave a header only
                 frames[name] = df
     if not frames:

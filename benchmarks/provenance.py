@@ -12,12 +12,23 @@ import subprocess
 from importlib import metadata
 from pathlib import Path
 
+import pandas as pd
+
 from benchmarks.machine import cpu_description
 
 # The libraries whose versions change the numbers (the model, the GP, the acquisition).
 VERSIONED = ("metaprior", "torch", "botorch", "gpytorch", "numpy", "scipy")
 # Tracked paths that the benchmark writes and that do not change its numbers.
 NOT_CODE = ("README.md", "benchmarks/results")
+
+
+# Read as text: a short commit of digits and one "e" ("989e222") would otherwise be a float.
+PROVENANCE_DTYPES = {"commit": str, "versions": str, "machine": str}
+
+
+def read_rows(source, **kwargs) -> pd.DataFrame:
+    """A benchmark CSV (a path or a buffer) with its provenance columns as text."""
+    return pd.read_csv(source, dtype=PROVENANCE_DTYPES, **kwargs)
 
 
 def git_commit() -> str:

@@ -18,6 +18,8 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from benchmarks.provenance import read_rows
+
 CHECKPOINTS = (1, 5, 10, 20, 30)
 REFERENCE = "bo"
 
@@ -122,7 +124,7 @@ def main(argv=None) -> int:
     p.add_argument("csv")
     p.add_argument("--out", default=None, help="folder for report.md and PNGs (default: CSV's)")
     args = p.parse_args(argv)
-    df = pd.read_csv(args.csv)
+    df = read_rows(args.csv)
     out = Path(args.out) if args.out else Path(args.csv).parent
     out.mkdir(parents=True, exist_ok=True)
     text = markdown_report(df)

@@ -18,6 +18,7 @@ import pandas as pd
 import torch
 
 from benchmarks.context import load_context
+from benchmarks.provenance import read_rows
 from benchmarks.run import Run, block_tasks, run_one
 
 
@@ -38,7 +39,7 @@ def main(argv=None) -> int:
     p.add_argument("--yahpo-data", default=None)
     args = p.parse_args(argv)
     torch.set_num_threads(1)
-    df = pd.read_csv(args.csv)
+    df = read_rows(args.csv)
     worst = 0.0
     for run in pick_runs(df, args.method, args.runs).itertuples():
         stored = df[(df.method == args.method) & (df.task == run.task) & (df.seed == run.seed)]

@@ -34,7 +34,7 @@ from tqdm.auto import tqdm
 
 from benchmarks.context import build_context, held_out, load_context
 from benchmarks.methods import METHODS, make_method
-from benchmarks.provenance import provenance
+from benchmarks.provenance import provenance, read_rows
 from metaprior.priorfile import atomic_write_bytes
 from metaprior.tasks import family_names, mismatched_tasks
 
@@ -114,7 +114,7 @@ def read_results(path: Path) -> pd.DataFrame | None:
     """The rows already in a results CSV (None if there is none); refuses other columns."""
     if not path.exists() or path.stat().st_size == 0:
         return None
-    df = pd.read_csv(path)
+    df = read_rows(path)
     if list(df.columns) != COLUMNS:
         raise SystemExit(f"metaprior bench: error: {path} has columns {list(df.columns)}, "
                          f"expected {COLUMNS}; write to a new file")
@@ -139,7 +139,7 @@ def repair_results(path: Path, budget: int) -> pd.DataFrame | None:
     data = path.read_bytes()
     lines = whole_lines(data).splitlines(keepends=True)
     if len(lines) > 1:
-        df = pd.read_csv(io.BytesIO(b"".join(lines)))
+        df = read_rows(io.BytesIO(b"".join(lines)))
         if list(df.columns) == COLUMNS:
             last = df[RUN_KEY].iloc[-1]
             same = (df[RUN_KEY] == last).all(axis=1).to_numpy()

@@ -21,6 +21,7 @@ import sys
 import numpy as np
 import pandas as pd
 
+from benchmarks.provenance import read_rows
 from metaprior.optim import MODES as OPTIMIZER_MODES
 
 DEFAULT, REFERENCE = "metaprior", "bo"
@@ -89,7 +90,7 @@ def main(argv=None) -> int:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("csvs", nargs="+")
     args = p.parse_args(argv)
-    df = pd.concat([pd.read_csv(c) for c in args.csvs], ignore_index=True)
+    df = pd.concat([read_rows(c) for c in args.csvs], ignore_index=True)
     if "block" not in df:
         df["block"] = "help"
     df["block"] = df["block"].fillna("help")

@@ -10,6 +10,7 @@ import pytest
 from benchmarks import protocol_report
 from benchmarks import run as bench_run
 from benchmarks.protocol import PROTOCOLS, run_protocol
+from benchmarks.provenance import read_rows
 from benchmarks.run import COLUMNS, PROVENANCE, MixedCommitsError, Run, RunsFailedError
 
 SMOKE = PROTOCOLS["smoke"]
@@ -26,8 +27,8 @@ def done(tmp_path_factory):
 
 def test_every_row_says_where_it_came_from(done):
     out, origin = done
-    help_df, harm_df = pd.read_csv(out / "help.csv"), pd.read_csv(out / "harm.csv")
-    cal = pd.read_csv(out / "calibration.csv")
+    help_df, harm_df = read_rows(out / "help.csv"), read_rows(out / "harm.csv")
+    cal = read_rows(out / "calibration.csv")
     for df in (help_df, harm_df, cal):
         for column in PROVENANCE:
             assert (df[column] == origin[column]).all(), column
@@ -52,11 +53,11 @@ def test_an_interrupted_block_is_completed_from_where_it_stopped(done, tmp_path)
     out, _ = done
     copy = tmp_path / "v2"
     shutil.copytree(out, copy)
-    help_df = pd.read_csv(copy / "help.csv")
+    help_df = read_rows(copy / "help.csv")
     first = help_df.groupby(["family", "task", "seed", "method"]).ngroup() == 0
     help_df[~first].to_csv(copy / "help.csv", index=False)  # one run lost
     run_protocol(SMOKE, copy, workers=1, allow_dirty=True, progress=False)
-    again = pd.read_csv(copy / "help.csv")
+    again = read_rows(copy / "help.csv")
     assert len(again) == len(help_df)
     lost = help_df[first].drop(columns="seconds").reset_index(drop=True)
     redone = again.tail(len(lost)).drop(columns="seconds").reset_index(drop=True)
@@ -67,7 +68,7 @@ def test_rows_of_another_commit_are_refused(done, tmp_path):
     out, _ = done
     copy = tmp_path / "v2"
     shutil.copytree(out, copy)
-    harm = pd.read_csv(copy / "harm.csv")
+    harm = read_rows(copy / "harm.csv")
     harm.loc[0, "commit"] = "0000000"
     harm.to_csv(copy / "harm.csv", index=False)
     with pytest.raises(MixedCommitsError, match="0000000"):
@@ -123,7 +124,7 @@ def test_a_cut_off_append_is_repaired_and_only_the_last_run_is_redone(done, tmp_
     assert path.read_bytes() == b"".join(lines[:len(lines) - budget])
     assert len(kept) == len(lines) - 1 - budget
     run_protocol(SMOKE, copy, workers=1, allow_dirty=True, progress=False)
-    again = pd.read_csv(path)
+    again = read_rows(path)
     assert len(again) == len(lines) - 1
     assert not again.duplicated(subset=["family", "task", "seed", "method", "iteration"]).any()
 
@@ -136,7 +137,7 @@ def test_a_failing_run_does_not_cost_the_others(done, tmp_path):
     with pytest.raises(RunsFailedError, match="(?s)1 of 3 runs failed.*no-such-method"):
         bench_run.execute([(path, good), (path, bad), (path, Run("branin", 0, 0, "random", 3, 1))],
                 str(out / "cache"), None, workers=1, origin=origin, progress=False)
-    rows = pd.read_csv(path)
+    rows = read_rows(path)
     assert set(rows.family) == {"forrester", "branin"} and len(rows) == 6
 
 
@@ -144,15 +145,21 @@ def test_the_report_reads_partial_files(done, tmp_path):
     out, _ = done
     copy = tmp_path / "v2"
     shutil.copytree(out, copy)
-    help_df = pd.read_csv(copy / "help.csv")
+    help_df = read_rows(copy / "help.csv")
     # branin: only uninformed BO finished; forrester: everything
     help_df[(help_df.family != "branin") | (help_df.method == "bo")].to_csv(copy / "help.csv",
                                                                           index=False)
-    harm = pd.read_csv(copy / "harm.csv")
+    harm = read_rows(copy / "harm.csv")
     harm[harm.method == "bo"].to_csv(copy / "harm.csv", index=False)  # no default yet
     text = protocol_report.render(protocol_report.load(copy), SMOKE, copy)
     assert "**Partial**" in text and "| forrester |" in text
     assert "#### Harm" not in text  # nothing to pair bo with
-    head = pd.read_csv(copy / "harm.csv").head(0)
+    head = read_rows(copy / "harm.csv").head(0)
     head.to_csv(copy / "harm.csv", index=False)  # an interrupted start: the header only
     assert "harm: 0 of" in protocol_report.render(protocol_report.load(copy), SMOKE, copy)
+
+
+def test_a_commit_that_looks_like_a_number_is_read_as_text(tmp_path):
+    path = tmp_path / "rows.csv"
+    path.write_text("commit,versions,machine,y\n989e222,v,m,1.0\n0123456,v,m,2.0\n")
+    assert read_rows(path).commit.tolist() == ["989e222", "0123456"]
