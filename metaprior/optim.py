@@ -259,13 +259,13 @@ class Optimizer:
         width in every coordinate)."""
         X = self._project(X)
         seen = torch.cat([self._X, *(p[0].unsqueeze(0) for p in self._pending)])
-        width = self.bounds[1] - self.bounds[0]
-        for i, x in enumerate(X):
-            earlier = torch.cat([seen, X[:i]])
-            if len(earlier) and float(((earlier - x).abs() / width).amax(-1).min()) <= \
-                    REPEAT_TOLERANCE:
-                return True
-        return False
+        return any(float(self._gaps(earlier, x).min()) <= REPEAT_TOLERANCE
+                   for i, x in enumerate(X) if len(earlier := torch.cat([seen, X[:i]])))
+
+    def _gaps(self, points: Tensor, x: Tensor) -> Tensor:
+        """`k`: each of `points` (`k x D`)'s largest distance to `x` (`D`) over the coordinates,
+        as a fraction of the bounds' width."""
+        return ((points - x).abs() / (self.bounds[1] - self.bounds[0])).amax(-1)
 
     def zero_shot_point(self) -> Tensor:
         """The prior's zero-shot minimiser, a `d` tensor in original units."""
@@ -408,8 +408,7 @@ class Optimizer:
         `ASK_MATCH_TOLERANCE` of the bounds' width of it in every coordinate; else None."""
         if not self._pending:
             return None
-        width = self.bounds[1] - self.bounds[0]
-        gaps = ((torch.stack([p[0] for p in self._pending]) - x).abs() / width).amax(-1)
+        gaps = self._gaps(torch.stack([p[0] for p in self._pending]), x)
         i = int(gaps.argmin())
         return i if gaps[i] <= ASK_MATCH_TOLERANCE else None
 
