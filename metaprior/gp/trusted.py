@@ -66,15 +66,6 @@ PRIOR_DESIGN_POINTS = 5
 # costliest part of a step (its posterior over shifts and its batch of GPs, 0.6-1.3 s of a
 # step at n = 30), is retired this way; a prequential log score 7 nats behind rarely recovers.
 OCCAM_WINDOW = 1e-3
-# The shift ensemble's residual scale before its forecast errors refine it, in family stds: half
-# the informed GP's `RESIDUAL_FLOOR`. The shift posterior's forecasts miss by less than the
-# adapted network's, and with 0.3 the default's predictive intervals on held-out tasks were
-# about twice too wide after 5 points (its 50% interval held 0.86-0.91 of held-out Branin and
-# Hartmann-3 points; 0.79 and 0.72 with 0.15, 0.72 and 0.69 with 0.1, whose 90% interval then
-# held only 0.77 of Hartmann-3's points after 10). In BO on held-out tasks (Branin, Forrester,
-# Sinusoid, Hartmann-3 and -6, 4 each, seed 0) 0.15 lowered the median regret at 10 and 12
-# evaluations on all five, and changed little on 9 harm tasks (Branin, Hartmann-3 and -6).
-SHIFT_RESIDUAL_PRIOR = 0.15
 
 
 def trust_from_evidence(log_ev_informed: float, log_ev_uninformed: float,
@@ -144,12 +135,11 @@ def member_moments(mean: Tensor, covariance: Tensor) -> tuple[Tensor, Tensor]:
 
 
 def informed_transform(train_Y: Tensor, held_out_means: Tensor | None, prior: MetaPrior,
-                       scheme: str = "prequential",
-                       prior_scale: float = RESIDUAL_FLOOR) -> FloorStandardize:
+                       scheme: str = "prequential") -> FloorStandardize:
     """The informed GP's outcome standardisation: by the network's typical held-out error
     (`residual_scale`), so that the residual kernel's unit variance is the size of the network's
-    misses, not of the data's spread; never wider than the data's spread floored at
-    `prior_scale` family stds (for the informed GP `MetaPriorModel`'s default).
+    misses, not of the data's spread; never wider than `MetaPriorModel`'s default (the data's
+    spread, floored at `RESIDUAL_FLOOR` of the family's std).
 
     Args:
         train_Y: `n x 1` observations.
@@ -158,10 +148,8 @@ def informed_transform(train_Y: Tensor, held_out_means: Tensor | None, prior: Me
         prior: the `MetaPrior`.
         scheme: how `held_out_means` were made; prequential drops the first errors, predicted
             from almost nothing.
-        prior_scale: the scale before any error is seen, in family stds (`residual_scale`'s
-            prior guess, worth `RESIDUAL_PSEUDO_COUNT` errors).
     """
-    floor = prior_scale * prior.y_std
+    floor = RESIDUAL_FLOOR * prior.y_std
     if held_out_means is None:
         return FloorStandardize(floor)
     errors = train_Y[:, 0] - held_out_means.diagonal()
@@ -337,8 +325,7 @@ class TrustedPriorModel(Model, FantasizeMixin):
                          if train_Y.shape[0] >= MIN_POINTS else (None, None))
         shift = ShiftEnsembleModel(
             train_X, train_Y, self.prior, seed=seed, meta_residual=False,
-            outcome_transform=informed_transform(train_Y, means, self.prior, self.scheme,
-                                                 SHIFT_RESIDUAL_PRIOR))
+            outcome_transform=informed_transform(train_Y, means, self.prior, self.scheme))
         fit_gp(shift)
         if means is None:
             return shift, 0.0
