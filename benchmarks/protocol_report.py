@@ -4,8 +4,9 @@ Usage:
     python -m benchmarks.protocol_report benchmarks/results/v3 [--readme README.md] [--check]
     python -m benchmarks.protocol_report benchmarks/results/v2 --protocol v2 [...]
 
-Reads `help.csv`, `harm.csv` and `calibration.csv` of one protocol run, refuses rows of several
-commits (unless `--allow-mixed`), and writes `<dir>/report.md`, one PNG of regret curves per
+Reads `help.csv`, `harm.csv` and `calibration.csv` of one protocol run, refuses rows of commits
+whose code differs (unless `--allow-mixed`; commits that differ only in the README and the
+results are one code version), and writes `<dir>/report.md`, one PNG of regret curves per
 family, and the same tables into the README between the markers below. Nothing is copied by
 hand: regenerate, and `git diff` is empty. `--check` writes nothing and fails when the README's
 section differs from what the CSVs give.
@@ -28,7 +29,7 @@ import pandas as pd
 
 from benchmarks import stats
 from benchmarks.protocol import CALIBRATION_MODELS, PROTOCOLS, Protocol
-from benchmarks.provenance import read_rows
+from benchmarks.provenance import NOT_CODE, code_versions, read_rows
 from benchmarks.report import plot_family, to_markdown
 from benchmarks.run import RUN_KEY
 from benchmarks.trust_report import harm_table, help_table, is_single_mode
@@ -72,12 +73,15 @@ def load(folder: Path) -> dict[str, pd.DataFrame]:
 
 
 def provenance_lines(frames: dict[str, pd.DataFrame], allow_mixed: bool) -> list[str]:
-    """The commit, versions and machines of the rows; refuses several commits."""
+    """The commits, code versions, library versions and machines of the rows; refuses
+    commits whose code differs (`code_versions`) unless `allow_mixed`."""
     rows = pd.concat([f[["commit", "versions", "machine"]] for f in frames.values()])
     commits = sorted(rows["commit"].astype(str).unique())
-    if len(commits) > 1 and not allow_mixed:
-        raise ReportError(f"metaprior report: error: the rows come from several commits "
-                          f"{commits}; rerun on one commit or pass --allow-mixed")
+    versions = code_versions(commits)
+    if len(versions) > 1 and not allow_mixed:
+        raise ReportError(f"metaprior report: error: the rows come from several commits with "
+                          f"different code {versions}; rerun on one commit or pass "
+                          f"--allow-mixed")
     if len(commits) == 1:
         lines = [f"- Commit: `{commits[0]}`"]
     else:  # which rows each commit made
@@ -87,6 +91,14 @@ def provenance_lines(frames: dict[str, pd.DataFrame], allow_mixed: bool) -> list
                      if "method" in f else name
                      for name, f in frames.items() if (f["commit"].astype(str) == c).any()]
             lines.append(f"  - `{c}`: {'; '.join(parts)}")
+        outside = " and ".join(NOT_CODE)
+        if len(versions) == 1:
+            lines.append(f"- One code version: the commits differ only in {outside} "
+                         f"(`git diff`)")
+        else:
+            lines.append(f"- {len(versions)} code versions (commits of one version differ "
+                         f"only in {outside}):")
+            lines += ["  - " + ", ".join(f"`{c}`" for c in group) for group in versions]
     lines += [f"- Versions: {v}" for v in sorted(rows["versions"].unique())]
     lines += [f"- Machine: {m}" for m in sorted(rows["machine"].unique())]
     return lines

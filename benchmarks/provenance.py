@@ -31,6 +31,11 @@ def read_rows(source, **kwargs) -> pd.DataFrame:
     return pd.read_csv(source, dtype=PROVENANCE_DTYPES, **kwargs)
 
 
+def _code_paths() -> list[str]:
+    """Git pathspecs of the code: the whole tree but `NOT_CODE`."""
+    return [".", *(f":(exclude){p}" for p in NOT_CODE)]
+
+
 def git_commit() -> str:
     """The repository's short commit, with "+dirty" when tracked files other than `NOT_CODE`
     have uncommitted changes."""
@@ -40,11 +45,42 @@ def git_commit() -> str:
                              capture_output=True, check=True).stdout.strip()
         # The report rewrites the README and the results; neither changes a number.
         dirty = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no", "--",
-                                ".", *(f":(exclude){p}" for p in NOT_CODE)],
+                                *_code_paths()],
                                cwd=root, text=True, capture_output=True).stdout.strip()
     except (OSError, subprocess.CalledProcessError):
         return "unknown"
     return sha + ("+dirty" if dirty else "")
+
+
+def same_code(first: str, second: str, root: Path | None = None) -> bool:
+    """Whether rows of two commits come from the same code: the commits' trees are equal
+    outside `NOT_CODE` (`git diff` is empty there). A commit with uncommitted changes
+    ("+dirty"), or one that this clone does not hold, is the same only as itself. `root`: the
+    repository (default: this one)."""
+    if first == second:
+        return True
+    if any(c.endswith("+dirty") or c == "unknown" for c in (first, second)):
+        return False
+    root = Path(__file__).resolve().parent.parent if root is None else root
+    try:
+        diff = subprocess.run(["git", "diff", "--quiet", first, second, "--", *_code_paths()],
+                              cwd=root, capture_output=True)
+    except OSError:
+        return False
+    return diff.returncode == 0  # 1: they differ; 128: a commit git does not know
+
+
+def code_versions(commits: list[str], root: Path | None = None) -> list[list[str]]:
+    """`commits` grouped by `same_code` (in repository `root`), each group and the groups in
+    sorted order."""
+    groups: list[list[str]] = []
+    for commit in sorted(set(commits)):
+        group = next((g for g in groups if same_code(g[0], commit, root)), None)
+        if group is None:
+            groups.append([commit])
+        else:
+            group.append(commit)
+    return groups
 
 
 def library_versions() -> str:

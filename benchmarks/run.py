@@ -34,7 +34,7 @@ from tqdm.auto import tqdm
 
 from benchmarks.context import build_context, held_out, load_context
 from benchmarks.methods import METHODS, make_method
-from benchmarks.provenance import provenance, read_rows
+from benchmarks.provenance import provenance, read_rows, same_code
 from metaprior.priorfile import atomic_write_bytes
 from metaprior.tasks import family_names, mismatched_tasks
 
@@ -155,10 +155,12 @@ def repair_results(path: Path, budget: int) -> pd.DataFrame | None:
 
 def check_one_commit(df: pd.DataFrame | None, path: Path, commit: str,
                      allow_mixed: bool) -> None:
-    """Refuse to append rows of `commit` to a file holding another commit's rows."""
+    """Refuse to append rows of `commit` to a file holding rows of another commit whose code
+    differs (`same_code`: commits that differ only in the README and the results may share a
+    file)."""
     if df is None or allow_mixed:
         return
-    others = sorted(set(df["commit"].astype(str)) - {commit})
+    others = sorted(c for c in set(df["commit"].astype(str)) if not same_code(c, commit))
     if others:
         raise MixedCommitsError(
             f"metaprior bench: error: {path} holds rows of commit(s) {others}, this is {commit}; "
