@@ -136,6 +136,10 @@ def run_calibration(protocol: Protocol, path: Path, cache: str, yahpo_dir: str |
         rows = calibration.run_family(family, protocol.calibration_tasks, cache, yahpo_dir,
                                       list(CALIBRATION_MODELS))
         frame = pd.DataFrame([{**row, **origin} for row in rows])
+        if existing is not None and list(existing.columns) != list(frame.columns):
+            raise SystemExit(f"metaprior bench: error: {path} has columns "
+                             f"{list(existing.columns)}, expected {list(frame.columns)}; "
+                             f"write to a new folder")
         frame.to_csv(path, mode="a", header=not (path.exists() and path.stat().st_size),
                      index=False)
 
@@ -152,13 +156,12 @@ def run_protocol(protocol: Protocol, out: Path, cache: str | None = None,
     out.mkdir(parents=True, exist_ok=True)
     # Every file's commit is checked before hours of work start.
     cal_path = out / "calibration.csv"
-    check_one_commit(read_calibration(cal_path, protocol), cal_path, origin["commit"],
-                     allow_mixed)
+    check_one_commit(read_calibration(cal_path, protocol), cal_path, origin, allow_mixed)
     pending = []
     for block in protocol.blocks:
         path = out / f"{block.name}.csv"
         existing = repair_results(path, block.budget)
-        check_one_commit(existing, path, origin["commit"], allow_mixed)
+        check_one_commit(existing, path, origin, allow_mixed)
         pending.append((block, path, completed_runs(existing, block.budget)))
     cache = str(out / "cache") if cache is None else cache
     methods = sorted({m for b in protocol.blocks for m in b.methods} | {"metaprior"})

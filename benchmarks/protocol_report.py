@@ -73,15 +73,16 @@ def load(folder: Path) -> dict[str, pd.DataFrame]:
 
 
 def provenance_lines(frames: dict[str, pd.DataFrame], allow_mixed: bool) -> list[str]:
-    """The commits, code versions, library versions and machines of the rows; refuses
-    commits whose code differs (`code_versions`) unless `allow_mixed`."""
-    rows = pd.concat([f[["commit", "versions", "machine"]] for f in frames.values()])
+    """The commits, code versions, library versions and machines of the rows; refuses rows of
+    different code (`code_versions`) unless `allow_mixed`."""
+    columns = ["commit", "code", "versions", "machine"]
+    rows = pd.concat([f[[c for c in columns if c in f]] for f in frames.values()])
     commits = sorted(rows["commit"].astype(str).unique())
-    versions = code_versions(commits)
+    versions = code_versions(rows)
     if len(versions) > 1 and not allow_mixed:
         raise ReportError(f"metaprior report: error: the rows come from several commits with "
-                          f"different code {versions}; rerun on one commit or pass "
-                          f"--allow-mixed")
+                          f"different code {list(versions.values())}; rerun on one commit or "
+                          f"pass --allow-mixed")
     if len(commits) == 1:
         lines = [f"- Commit: `{commits[0]}`"]
     else:  # which rows each commit made
@@ -93,12 +94,13 @@ def provenance_lines(frames: dict[str, pd.DataFrame], allow_mixed: bool) -> list
             lines.append(f"  - `{c}`: {'; '.join(parts)}")
         outside = " and ".join(NOT_CODE)
         if len(versions) == 1:
-            lines.append(f"- One code version: the commits differ only in {outside} "
-                         f"(`git diff`)")
+            lines.append(f"- One code version (`{next(iter(versions))}`): the commits differ "
+                         f"only in {outside}")
         else:
             lines.append(f"- {len(versions)} code versions (commits of one version differ "
                          f"only in {outside}):")
-            lines += ["  - " + ", ".join(f"`{c}`" for c in group) for group in versions]
+            lines += [f"  - `{code}`: " + ", ".join(f"`{c}`" for c in group)
+                      for code, group in versions.items()]
     lines += [f"- Versions: {v}" for v in sorted(rows["versions"].unique())]
     lines += [f"- Machine: {m}" for m in sorted(rows["machine"].unique())]
     return lines
@@ -314,7 +316,7 @@ def main(argv=None) -> int:
     p.add_argument("--readme", default="README.md", help="README to write the tables into")
     p.add_argument("--no-readme", action="store_true")
     p.add_argument("--no-plots", action="store_true")
-    p.add_argument("--allow-mixed", action="store_true", help="rows of several commits")
+    p.add_argument("--allow-mixed", action="store_true", help="rows of several code versions")
     p.add_argument("--check", action="store_true",
                    help="write nothing; exit 1 if the README's section is not what the CSVs give")
     args = p.parse_args(argv)

@@ -1,11 +1,13 @@
-"""Where a benchmark row came from: the commit, the library versions and the machine.
+"""Where a benchmark row came from: the commit, its code, the library versions and the machine.
 
-Every row of a benchmark CSV carries these three strings, so a table can say what produced it
-and the report can refuse to mix rows of different commits.
+Every row of a benchmark CSV carries these strings, so a table can say what produced it and the
+report can refuse to mix rows of different code: `code` hashes the commit's tracked files
+outside `NOT_CODE`, so commits that differ only in the README and the results share it.
 """
 
 from __future__ import annotations
 
+import hashlib
 import os
 import platform
 import subprocess
@@ -23,7 +25,7 @@ NOT_CODE = ("README.md", "benchmarks/results")
 
 
 # Read as text: a short commit of digits and one "e" ("989e222") would otherwise be a float.
-PROVENANCE_DTYPES = {"commit": str, "versions": str, "machine": str}
+PROVENANCE_DTYPES = {"commit": str, "code": str, "versions": str, "machine": str}
 
 
 def read_rows(source, **kwargs) -> pd.DataFrame:
@@ -52,35 +54,32 @@ def git_commit() -> str:
     return sha + ("+dirty" if dirty else "")
 
 
-def same_code(first: str, second: str, root: Path | None = None) -> bool:
-    """Whether rows of two commits come from the same code: the commits' trees are equal
-    outside `NOT_CODE` (`git diff` is empty there). A commit with uncommitted changes
-    ("+dirty"), or one that this clone does not hold, is the same only as itself. `root`: the
-    repository (default: this one)."""
-    if first == second:
-        return True
-    if any(c.endswith("+dirty") or c == "unknown" for c in (first, second)):
-        return False
+def code_hash(commit: str = "HEAD", root: Path | None = None) -> str:
+    """A short hash of `commit`'s code: sha256 of `git ls-tree -r` (mode, blob and path of
+    every tracked file) outside `NOT_CODE`, so commits that differ only in the README and the
+    results have the same hash; "unknown" where git cannot tell. `root`: the repository
+    (default: this one)."""
     root = Path(__file__).resolve().parent.parent if root is None else root
     try:
-        diff = subprocess.run(["git", "diff", "--quiet", first, second, "--", *_code_paths()],
-                              cwd=root, capture_output=True)
-    except OSError:
-        return False
-    return diff.returncode == 0  # 1: they differ; 128: a commit git does not know
+        tree = subprocess.run(["git", "ls-tree", "-r", commit], cwd=root, text=True,
+                              capture_output=True, check=True).stdout
+    except (OSError, subprocess.CalledProcessError):
+        return "unknown"
+    code = [line for line in tree.splitlines()
+            if not any(path == p or path.startswith(p + "/")
+                       for path in [line.split("\t", 1)[1]] for p in NOT_CODE)]
+    return hashlib.sha256("\n".join(code).encode()).hexdigest()[:12]
 
 
-def code_versions(commits: list[str], root: Path | None = None) -> list[list[str]]:
-    """`commits` grouped by `same_code` (in repository `root`), each group and the groups in
-    sorted order."""
-    groups: list[list[str]] = []
-    for commit in sorted(set(commits)):
-        group = next((g for g in groups if same_code(g[0], commit, root)), None)
-        if group is None:
-            groups.append([commit])
-        else:
-            group.append(commit)
-    return groups
+def code_versions(rows: pd.DataFrame) -> dict[str, list[str]]:
+    """The commits of `rows` grouped by their `code` column (`code_hash`): code -> sorted
+    commits. Rows written before the column existed, or without git, count each commit as its
+    own code."""
+    code = rows["code"] if "code" in rows else pd.Series(pd.NA, index=rows.index)
+    # "unknown": git could not tell, so the commit alone vouches for the code
+    code = code.mask(code.astype(str).str.startswith("unknown")).fillna(rows["commit"]).astype(str)
+    groups = rows.assign(code=code).groupby("code")["commit"].unique()
+    return {c: sorted(map(str, commits)) for c, commits in sorted(groups.items())}
 
 
 def library_versions() -> str:
@@ -101,6 +100,8 @@ def machine_description() -> str:
 
 
 def provenance() -> dict[str, str]:
-    """The `commit`, `versions` and `machine` columns of this process's rows."""
-    return {"commit": git_commit(), "versions": library_versions(),
+    """The `commit`, `code`, `versions` and `machine` columns of this process's rows."""
+    commit = git_commit()
+    dirty = "+dirty" if commit.endswith("+dirty") else ""
+    return {"commit": commit, "code": code_hash() + dirty, "versions": library_versions(),
             "machine": machine_description()}

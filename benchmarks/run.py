@@ -34,11 +34,11 @@ from tqdm.auto import tqdm
 
 from benchmarks.context import build_context, held_out, load_context
 from benchmarks.methods import METHODS, make_method
-from benchmarks.provenance import provenance, read_rows, same_code
+from benchmarks.provenance import provenance, read_rows
 from metaprior.priorfile import atomic_write_bytes
 from metaprior.tasks import family_names, mismatched_tasks
 
-PROVENANCE = ["commit", "versions", "machine"]
+PROVENANCE = ["commit", "code", "versions", "machine"]
 RUN_KEY = ["family", "task", "seed", "method"]  # one BO run
 COLUMNS = ["family", "task", "seed", "method", "iteration", "y", "best", "regret", "seconds",
            "block", "prior_trust", *PROVENANCE]
@@ -153,19 +153,19 @@ def repair_results(path: Path, budget: int) -> pd.DataFrame | None:
     return read_results(path)
 
 
-def check_one_commit(df: pd.DataFrame | None, path: Path, commit: str,
+def check_one_commit(df: pd.DataFrame | None, path: Path, origin: dict[str, str],
                      allow_mixed: bool) -> None:
-    """Refuse to append rows of `commit` to a file holding rows of another commit whose code
-    differs (`same_code`: commits that differ only in the README and the results may share a
-    file)."""
+    """Refuse to append rows of `origin` (`provenance()`) to a file holding rows of other code
+    (the `code` column: commits that differ only in the README and the results share a file)."""
     if df is None or allow_mixed:
         return
-    others = sorted(c for c in set(df["commit"].astype(str)) if not same_code(c, commit))
+    code = df["code"].astype(str) if "code" in df else df["commit"].astype(str)
+    others = sorted(set(df.loc[code != origin["code"], "commit"].astype(str)))
     if others:
         raise MixedCommitsError(
-            f"metaprior bench: error: {path} holds rows of commit(s) {others}, this is {commit}; "
-            f"resume on that commit (git worktree add DIR {others[0].split('+')[0]}), write to "
-            f"a new file, or pass --allow-mixed")
+            f"metaprior bench: error: {path} holds rows of commit(s) {others} with other code, "
+            f"this is {origin['commit']}; resume on that commit (git worktree add DIR "
+            f"{others[0].split('+')[0]}), write to a new file, or pass --allow-mixed")
 
 
 def completed_runs(df: pd.DataFrame | None, budget: int) -> set[tuple]:
@@ -275,7 +275,7 @@ def main(argv=None) -> int:
     out.parent.mkdir(parents=True, exist_ok=True)
     origin = provenance()
     existing = repair_results(out, args.budget)
-    check_one_commit(existing, out, origin["commit"], args.allow_mixed)
+    check_one_commit(existing, out, origin, args.allow_mixed)
     done = completed_runs(existing, args.budget)
     for fam in families:
         build_context(fam, args.cache, methods, args.yahpo_data, args.quick,

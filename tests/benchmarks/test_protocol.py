@@ -69,7 +69,12 @@ def test_rows_of_another_commit_are_refused(done, tmp_path):
     copy = tmp_path / "v2"
     shutil.copytree(out, copy)
     harm = read_rows(copy / "harm.csv")
-    harm.loc[0, "commit"] = "0000000"
+    harm.loc[0, "commit"] = "1111111"  # another commit with the same code: one version
+    harm.to_csv(copy / "harm.csv", index=False)
+    assert protocol_report.main([str(copy), "--protocol", "smoke", "--no-readme",
+                                 "--no-plots"]) == 0
+    assert "- One code version" in (copy / "report.md").read_text()
+    harm.loc[0, ["commit", "code"]] = ["0000000", "000000000000"]
     harm.to_csv(copy / "harm.csv", index=False)
     with pytest.raises(MixedCommitsError, match="0000000"):
         run_protocol(SMOKE, copy, workers=1, allow_dirty=True, progress=False)

@@ -5,9 +5,10 @@ from __future__ import annotations
 import subprocess
 from pathlib import Path
 
+import pandas as pd
 import pytest
 
-from benchmarks.provenance import code_versions, same_code
+from benchmarks.provenance import code_hash, code_versions, provenance
 
 
 def commit(repo: Path, files: dict[str, str], message: str) -> str:
@@ -28,24 +29,31 @@ def history(tmp_path):
     """Three commits: `code`, `results` (README and results changed only), `changed` (code)."""
     subprocess.run(["git", "init", "-q", str(tmp_path)], check=True, capture_output=True)
     code = commit(tmp_path, {"metaprior/model.py": "a = 1\n", "README.md": "v1\n"}, "code")
-    results = commit(tmp_path, {"README.md": "v2\n", "benchmarks/results/v3/help.csv": "x\n"},
-                     "results")
+    results = commit(tmp_path, {"README.md": "v2\n", "benchmarks/results/v3/help.csv": "x\n",
+                                "benchmarks/results.py": "b = 1\n"}, "results")
     changed = commit(tmp_path, {"metaprior/model.py": "a = 2\n"}, "code changed")
     return tmp_path, code, results, changed
 
 
 def test_commits_that_differ_only_in_readme_and_results_share_their_code(history):
     repo, code, results, changed = history
-    assert same_code(code, results, repo)
-    assert not same_code(results, changed, repo)
-    assert not same_code(code, changed, repo)
-    groups = code_versions([changed, results, code, code], repo)
-    assert sorted(map(sorted, groups)) == sorted([sorted([code, results]), [changed]])
+    hashes = {c: code_hash(c, repo) for c in (code, results, changed)}
+    # benchmarks/results.py is code: only the folder benchmarks/results/ is not
+    assert len(set(hashes.values())) == 3
+    tree_only = commit(repo, {"README.md": "v3\n", "benchmarks/results/v3/help.csv": "y\n"},
+                       "results again")
+    assert code_hash(tree_only, repo) == hashes[changed]
+    assert code_hash("0000000", repo) == "unknown"  # not in the repository
 
 
-def test_dirty_and_unknown_commits_are_only_themselves(history):
-    repo, code, _, _ = history
-    assert not same_code(code, code + "+dirty", repo)
-    assert not same_code(code, "0000000", repo)  # not in the repository: git fails
-    assert not same_code("unknown", code, repo)
-    assert same_code(code + "+dirty", code + "+dirty", repo)
+def test_rows_are_grouped_by_code_and_old_rows_by_commit():
+    rows = pd.DataFrame({"commit": ["a1", "b2", "c3", "d4", "e5"],
+                         "code": ["x", "x", "y", "unknown", None]})
+    assert code_versions(rows) == {"d4": ["d4"], "e5": ["e5"], "x": ["a1", "b2"], "y": ["c3"]}
+    assert code_versions(rows.drop(columns="code")) == {c: [c] for c in rows.commit}
+
+
+def test_this_process_rows_carry_the_code_of_head():
+    origin = provenance()
+    assert origin["code"].split("+")[0] in (code_hash(), "unknown")
+    assert origin["code"].endswith("+dirty") == origin["commit"].endswith("+dirty")
