@@ -33,11 +33,6 @@ def read_rows(source, **kwargs) -> pd.DataFrame:
     return pd.read_csv(source, dtype=PROVENANCE_DTYPES, **kwargs)
 
 
-def _code_paths() -> list[str]:
-    """Git pathspecs of the code: the whole tree but `NOT_CODE`."""
-    return [".", *(f":(exclude){p}" for p in NOT_CODE)]
-
-
 def git_commit() -> str:
     """The repository's short commit, with "+dirty" when tracked files other than `NOT_CODE`
     have uncommitted changes."""
@@ -47,7 +42,7 @@ def git_commit() -> str:
                              capture_output=True, check=True).stdout.strip()
         # The report rewrites the README and the results; neither changes a number.
         dirty = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no", "--",
-                                *_code_paths()],
+                                ".", *(f":(exclude){p}" for p in NOT_CODE)],
                                cwd=root, text=True, capture_output=True).stdout.strip()
     except (OSError, subprocess.CalledProcessError):
         return "unknown"
@@ -71,14 +66,17 @@ def code_hash(commit: str = "HEAD", root: Path | None = None) -> str:
     return hashlib.sha256("\n".join(code).encode()).hexdigest()[:12]
 
 
-def code_versions(rows: pd.DataFrame) -> dict[str, list[str]]:
-    """The commits of `rows` grouped by their `code` column (`code_hash`): code -> sorted
-    commits. Rows written before the column existed, or without git, count each commit as its
-    own code."""
+def row_codes(rows: pd.DataFrame) -> pd.Series:
+    """Each row's code version: its `code` column (`code_hash`), or its commit where the row
+    has none (written before the column existed) or git could not tell ("unknown"): then the
+    commit alone vouches for the code."""
     code = rows["code"] if "code" in rows else pd.Series(pd.NA, index=rows.index)
-    # "unknown": git could not tell, so the commit alone vouches for the code
-    code = code.mask(code.astype(str).str.startswith("unknown")).fillna(rows["commit"]).astype(str)
-    groups = rows.assign(code=code).groupby("code")["commit"].unique()
+    return code.mask(code.astype(str).str.startswith("unknown")).fillna(rows["commit"]).astype(str)
+
+
+def code_versions(rows: pd.DataFrame) -> dict[str, list[str]]:
+    """The commits of `rows` grouped by `row_codes`: code -> sorted commits."""
+    groups = rows.assign(code=row_codes(rows)).groupby("code")["commit"].unique()
     return {c: sorted(map(str, commits)) for c, commits in sorted(groups.items())}
 
 

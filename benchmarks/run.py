@@ -34,7 +34,7 @@ from tqdm.auto import tqdm
 
 from benchmarks.context import build_context, held_out, load_context
 from benchmarks.methods import METHODS, make_method
-from benchmarks.provenance import provenance, read_rows
+from benchmarks.provenance import provenance, read_rows, row_codes
 from metaprior.priorfile import atomic_write_bytes
 from metaprior.tasks import family_names, mismatched_tasks
 
@@ -159,8 +159,8 @@ def check_one_commit(df: pd.DataFrame | None, path: Path, origin: dict[str, str]
     (the `code` column: commits that differ only in the README and the results share a file)."""
     if df is None or allow_mixed:
         return
-    code = df["code"].astype(str) if "code" in df else df["commit"].astype(str)
-    others = sorted(set(df.loc[code != origin["code"], "commit"].astype(str)))
+    this = row_codes(pd.DataFrame([origin]))[0]
+    others = sorted(set(df.loc[row_codes(df) != this, "commit"].astype(str)))
     if others:
         raise MixedCommitsError(
             f"metaprior bench: error: {path} holds rows of commit(s) {others} with other code, "

@@ -9,6 +9,7 @@ import pandas as pd
 import pytest
 
 from benchmarks.provenance import code_hash, code_versions, provenance
+from benchmarks.run import MixedCommitsError, check_one_commit
 
 
 def commit(repo: Path, files: dict[str, str], message: str) -> str:
@@ -29,20 +30,18 @@ def history(tmp_path):
     """Three commits: `code`, `results` (README and results changed only), `changed` (code)."""
     subprocess.run(["git", "init", "-q", str(tmp_path)], check=True, capture_output=True)
     code = commit(tmp_path, {"metaprior/model.py": "a = 1\n", "README.md": "v1\n"}, "code")
-    results = commit(tmp_path, {"README.md": "v2\n", "benchmarks/results/v3/help.csv": "x\n",
-                                "benchmarks/results.py": "b = 1\n"}, "results")
+    results = commit(tmp_path, {"README.md": "v2\n", "benchmarks/results/v3/help.csv": "x\n"},
+                     "results")
     changed = commit(tmp_path, {"metaprior/model.py": "a = 2\n"}, "code changed")
     return tmp_path, code, results, changed
 
 
 def test_commits_that_differ_only_in_readme_and_results_share_their_code(history):
     repo, code, results, changed = history
-    hashes = {c: code_hash(c, repo) for c in (code, results, changed)}
-    # benchmarks/results.py is code: only the folder benchmarks/results/ is not
-    assert len(set(hashes.values())) == 3
-    tree_only = commit(repo, {"README.md": "v3\n", "benchmarks/results/v3/help.csv": "y\n"},
-                       "results again")
-    assert code_hash(tree_only, repo) == hashes[changed]
+    assert code_hash(code, repo) == code_hash(results, repo) != code_hash(changed, repo)
+    # a file beside the results folder is code: only benchmarks/results/ itself is not
+    beside = commit(repo, {"benchmarks/results.py": "b = 1\n"}, "code beside the results")
+    assert code_hash(beside, repo) != code_hash(changed, repo)
     assert code_hash("0000000", repo) == "unknown"  # not in the repository
 
 
@@ -51,6 +50,17 @@ def test_rows_are_grouped_by_code_and_old_rows_by_commit():
                          "code": ["x", "x", "y", "unknown", None]})
     assert code_versions(rows) == {"d4": ["d4"], "e5": ["e5"], "x": ["a1", "b2"], "y": ["c3"]}
     assert code_versions(rows.drop(columns="code")) == {c: [c] for c in rows.commit}
+
+
+def test_appending_is_refused_only_for_other_code(tmp_path):
+    rows = pd.DataFrame({"commit": ["a1", "b2"], "code": ["x", "x"]})
+    check_one_commit(rows, tmp_path / "runs.csv", {"commit": "c3", "code": "x"}, False)
+    with pytest.raises(MixedCommitsError, match="a1"):
+        check_one_commit(rows, tmp_path / "runs.csv", {"commit": "c3", "code": "y"}, False)
+    unknown = rows.assign(code="unknown")  # without git only the commit vouches
+    with pytest.raises(MixedCommitsError, match="b2"):
+        check_one_commit(unknown, tmp_path / "runs.csv", {"commit": "a1", "code": "unknown"},
+                         False)
 
 
 def test_this_process_rows_carry_the_code_of_head():
