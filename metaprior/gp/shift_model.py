@@ -22,6 +22,7 @@ from torch import Tensor
 from metaprior.errors import ConfigError
 from metaprior.gp.inputs import check_training_data
 from metaprior.gp.kernels import residual_kernel
+from metaprior.gp.likelihoods import wide_noise_likelihood
 from metaprior.gp.means import NetworkMean
 from metaprior.gp.particles import ShiftEnsemble, thin
 from metaprior.gp.transforms import RESIDUAL_FLOOR, FloorStandardize
@@ -55,6 +56,9 @@ class ShiftEnsembleModel(SingleTaskGP):
             prior's meta-learned residual. False: the bare residual kernel, whose variance is
             the outcome transform's unit, so the transform sets the residual's scale (the
             trusted model's, from the shift posterior's held-out errors).
+        wide_noise: the members' noise has `wide_noise_likelihood`'s prior (the trusted
+            model's informed GPs), so that noiseless observations are interpolated; False
+            (default): BoTorch's. Ignored when `likelihood` is given.
 
     Example:
         >>> model = ShiftEnsembleModel(X, Y, prior=prior)
@@ -69,7 +73,8 @@ class ShiftEnsembleModel(SingleTaskGP):
                  input_transform: InputTransform | _DefaultType | None = DEFAULT,
                  outcome_transform: OutcomeTransform | _DefaultType | None = DEFAULT,
                  covar_module: Kernel | None = None, likelihood=None, seed: int = 0,
-                 n_members: int = N_MEMBERS, meta_residual: bool = True) -> None:
+                 n_members: int = N_MEMBERS, meta_residual: bool = True,
+                 wide_noise: bool = False) -> None:
         train_X, train_Y = check_training_data("ShiftEnsembleModel", prior, train_X, train_Y, train_Yvar)
         if isinstance(n_members, bool) or not isinstance(n_members, int) or n_members < 1:
             raise ConfigError(f"n_members must be a positive integer (got {n_members!r})")
@@ -101,6 +106,8 @@ class ShiftEnsembleModel(SingleTaskGP):
                 "ShiftEnsembleModel needs a Standardize outcome transform or None, to map the "
                 f"network's output into the GP's space (got {type(outcome_transform).__name__})")
         given = covar_module is not None
+        if likelihood is None and wide_noise:
+            likelihood = wide_noise_likelihood(members)
         if not given and not meta_residual:
             covar_module = residual_kernel(prior.dim, batch_shape=members)
         elif not given:

@@ -27,6 +27,7 @@ from torch import Tensor
 from metaprior.errors import ConfigError
 from metaprior.gp.evidence import fit_gp, held_out_score, outcome_scale
 from metaprior.gp.inputs import check_training_data
+from metaprior.gp.likelihoods import wide_noise_likelihood
 from metaprior.gp.model import MetaPriorModel
 from metaprior.gp.shift_forecasts import shift_held_out_forecasts
 from metaprior.gp.shift_model import ShiftEnsembleModel
@@ -249,6 +250,7 @@ class TrustedPriorModel(Model, FantasizeMixin):
             if train_Y.shape[0] >= MIN_POINTS else None)
         self.informed = MetaPriorModel(train_X, train_Y, prior, mode="mean",
                                        adapt_steps=adapt_steps, seed=seed,
+                                       likelihood=wide_noise_likelihood(),
                                        outcome_transform=informed_transform(
                                            train_Y, self._held_out_means, prior, scheme))
         self.uninformed = SingleTaskGP(train_X, train_Y,
@@ -324,7 +326,7 @@ class TrustedPriorModel(Model, FantasizeMixin):
                                                   skip=skip, seed=seed)
                          if train_Y.shape[0] >= MIN_POINTS else (None, None))
         shift = ShiftEnsembleModel(
-            train_X, train_Y, self.prior, seed=seed, meta_residual=False,
+            train_X, train_Y, self.prior, seed=seed, meta_residual=False, wide_noise=True,
             outcome_transform=informed_transform(train_Y, means, self.prior, self.scheme))
         fit_gp(shift)
         if means is None:

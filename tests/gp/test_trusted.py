@@ -128,6 +128,29 @@ def test_informed_scale_follows_the_networks_errors_not_the_datas_spread():
     assert scale > typical_error
 
 
+def raw_noise_sd(gp) -> float:
+    """The largest of a GP's fitted noise standard deviations, in the observations' units."""
+    stdv = gp.outcome_transform.stdvs.reshape(-1)
+    return float((gp.likelihood.noise.detach().reshape(-1) * stdv.square()).sqrt().max())
+
+
+def test_informed_gps_interpolate_noiseless_points_and_keep_the_noise_of_replicates():
+    prior, task = branin_prior(), help_task()
+    X = branin_points(8)
+    y = task(X).unsqueeze(-1)
+    model = TrustedPriorModel(X, y, prior, with_shift=True)
+    # BoTorch's noise floor (1e-4 standardised) would leave these above 1e-2 standard units.
+    for gp in (model.informed, model.shift):
+        assert float(gp.likelihood.noise.detach().max()) < 1e-4
+    # The uninformed GP stays uninformed BO's, floor included.
+    assert float(model.uninformed.likelihood.noise.detach()) >= 1e-4
+    # Each point observed twice, 1 apart: no kernel interpolates both, so the noise is inferred.
+    model = TrustedPriorModel(torch.cat([X, X]), torch.cat([y + 0.5, y - 0.5]), prior,
+                              with_shift=True)
+    for gp in (model.informed, model.shift):
+        assert 0.2 < raw_noise_sd(gp) < 2.0
+
+
 def test_posterior_is_the_moment_matched_mixture():
     prior, task = branin_prior(), help_task()
     X = branin_points(6)
