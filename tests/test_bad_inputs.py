@@ -15,7 +15,7 @@ from metaprior.errors import AdaptationWarning, ConfigError, InputDataError
 from metaprior.gp.evidence import fit_gp
 from metaprior.gp.model import MetaPriorModel
 from metaprior.gp.shift_model import ShiftEnsembleModel
-from metaprior.gp.trusted import CERTAIN, TrustedPriorModel
+from metaprior.gp.trusted import TrustedPriorModel
 from metaprior.optim import Optimizer, minimize
 from metaprior.tasks import Branin, Forrester
 from metaprior.validation import FAR_FROM_FAMILY_STDS
@@ -117,16 +117,18 @@ def test_default_minimize_far_from_the_family_does_as_well_as_uninformed_bo():
     # (mode "mean" alone stalls at 2.7 against 0.23 at 15); 3x leaves room for other seeds.
     assert regret <= max(3 * regret_uninformed, 0.01)
     opt = trusted.optimizer
-    # Low enough that the prior's GPs leave the posterior (the shift ensemble's offset absorbs
-    # a little of the far translation: its weight stays near 0.01, the informed GP's near 0).
-    assert opt.prior_trust < CERTAIN
-    # The last model saw every point but the last; it is uninformed BO's GP (which smooths a
-    # little through its inferred noise), while the prior's GP misses by thousands.
+    # The adapted network, as a mean, misses by thousands and leaves the average. The shift
+    # ensemble may keep some weight: its output offset can explain a family member moved in
+    # output, and it earns weight as far as its forecasts do (on this task, since its noise
+    # prior of 5557dfa, 0.03 at 11 evaluations and 0.16 at 12; at 20 it had all the weight
+    # and a regret of 3.2e-5 against uninformed BO's 2.6e-4).
+    assert opt.model.component_weights["informed"] < 1e-6
+    assert opt.prior_trust < 0.5
+    # The last model saw every point but the last: its posterior follows them, while the
+    # prior's GP misses by thousands.
     n_fit = opt.model.uninformed.train_targets.shape[-1]
     X, Y = opt.train_X[:n_fit], opt.train_Y[:n_fit]
-    miss = max_miss(opt.model, X, Y)
-    assert miss <= 1.001 * max_miss(opt.model.uninformed, X, Y) + 1e-9
-    assert miss < 0.1 * float(Y.max() - Y.min())
+    assert max_miss(opt.model, X, Y) < 0.1 * float(Y.max() - Y.min())
     assert max_miss(opt.model.informed, X, Y) > 10 * prior.y_std
 
 
