@@ -41,16 +41,16 @@ def run_noisy(family: str, task_index: int, n_tasks: int, method: str, budget: i
     span = max(task.y_max - task.y_min, 1e-12)
     draws = make_generator(seed, "noisy-tasks", family, task_index)
     opt = make_method(method, ctx, seed)
-    rows, points, observed = [], [], []
+    rows, clean_values, observed = [], [], []
     for it in range(1, budget + 1):
         X = opt.ask()
         clean = task(X).reshape(-1)
         y = clean + noise * span * torch.randn(clean.shape, generator=draws, dtype=clean.dtype)
         opt.tell(X, y)
-        points.append(X)
+        clean_values.append(float(clean[0]))
         observed.append(float(y[0]))
-        picked = points[int(np.argmin(observed))]
-        regret = max(float(task(picked).reshape(-1)[0]) - task.y_min, 0.0) / span
+        picked = clean_values[int(np.argmin(observed))]
+        regret = max(picked - task.y_min, 0.0) / span
         rows.append({"family": family, "task": task.name, "seed": seed, "method": method,
                      "iteration": it, "y": float(y[0]), "f": float(clean[0]), "noise": noise,
                      "regret": regret})
@@ -82,11 +82,11 @@ def main(argv=None) -> int:
     args = p.parse_args(argv)
     torch.set_num_threads(1)
     origin = provenance()
-    rows = []
+    rows, methods = [], args.methods.split(",")
     for fam in args.families.split(","):
-        build_context(fam, args.cache, ["metaprior"], args.yahpo_data, progress=False)
+        build_context(fam, args.cache, methods, args.yahpo_data, progress=False)
         for task_index in range(args.tasks):
-            for method in args.methods.split(","):
+            for method in methods:
                 rows += run_noisy(fam, task_index, args.tasks, method, args.budget, args.noise,
                                   args.cache, args.yahpo_data)
     df = pd.DataFrame([{**row, **origin} for row in rows])
