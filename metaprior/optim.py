@@ -180,9 +180,10 @@ class Optimizer:
     def prior_trust(self) -> float:
         """How far the data so far trust the prior, in [0, 1].
 
-        Mode "trusted": the weight of the prior's GPs in the model average (before any
-        observation, its prior probability; 1 while the first points follow the shift
-        ensemble alone); mode "weighted": the fitted weight of
+        Mode "trusted": the weight of the prior's GPs in the model average times the
+        probability that the task's embedding is one of the family's
+        (`TrustedPriorModel.family_probability`; before any observation, the prior
+        probability); mode "weighted": the fitted weight of
         the network in the mean; the other modes trust the prior fully (1); no prior: 0.
         """
         return self._trust

@@ -263,15 +263,41 @@ def test_prior_trust_is_reported_per_evaluation():
 
 
 @pytest.mark.quality
-def test_on_a_negated_task_trust_falls_and_the_model_becomes_uninformed_bo():
-    """The fallback: the prior's landscape upside down is soon distrusted, and the model that
-    proposes the next point is (up to the small weight left) uninformed BO's GP."""
+def test_on_another_landscape_the_shift_ensemble_leaves_and_bo_is_no_worse():
+    """A landscape unlike the family's: the shift ensemble (the task as a moved family member)
+    soon loses its weight, and the default does no worse than uninformed BO. Scored honestly,
+    the adapted network's GP may keep the weight where it forecasts better than uninformed
+    BO's (on this task 0.97 at 12 evaluations, its best -10.0 against BO's -5.0). (A negated
+    family member is not such a task: the shift ensemble explains it by an output scale near
+    -1.)"""
     task = Branin().held_out_tasks(1, seed=0)[0]
+    other = mismatched_tasks(Branin(), 1)[0]
+    assert "other" in other.name
     opt = run(Optimizer(task.bounds, prior=branin_prior(), seed=0, **FAST),
-              lambda X: -task(X), 8)
+              lambda X: other(X).reshape(-1), 12)
+    uninformed = run(Optimizer(task.bounds, prior=None, seed=0, **FAST),
+                     lambda X: other(X).reshape(-1), 12)
+    assert opt.model.component_weights["shift"] < 0.01
+    assert opt.best[1] <= uninformed.best[1] + 0.05 * float(other.y_max - other.y_min)
+    # The trust says the past does not apply: the task's embedding is not the family's.
     assert opt.prior_trust < 0.2
     helped = run(Optimizer(task.bounds, prior=branin_prior(), seed=0, **FAST), task.fn, 8)
     assert helped.prior_trust > 0.8
+
+
+@pytest.mark.quality
+def test_on_a_negated_task_the_trust_falls_though_the_negated_prior_may_lead():
+    """The fallback's report: a family member upside down is not a family member, so
+    `prior_trust` falls within a few points, even where the shift ensemble (an output scale near
+    -1) forecasts the task well and keeps weight in the average; BO does no worse than
+    uninformed BO's."""
+    task = Branin().held_out_tasks(1, seed=0)[0]
+    opt = run(Optimizer(task.bounds, prior=branin_prior(), seed=0, **FAST),
+              lambda X: -task(X), 8)
+    uninformed = run(Optimizer(task.bounds, prior=None, seed=0, **FAST), lambda X: -task(X), 8)
+    assert opt.prior_trust < 0.2
+    assert opt.model.family_probability < 0.2
+    assert opt.best[1] <= uninformed.best[1] + 0.05 * 300  # Branin's range is about 300
 
 
 @pytest.mark.quality

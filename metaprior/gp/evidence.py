@@ -153,7 +153,18 @@ def held_out_score(model: SingleTaskGP, Y: Tensor, means: Tensor, scheme: str = 
         variance = variance + mean_variance / scale**2
     if scheme == "prequential":
         error, variance = error[skip:], variance[skip:]
+    return log_score(error, variance) - error.shape[0] * math.log(scale)
+
+
+def log_score(error: Tensor, variance: Tensor) -> float:
+    """Sum of the Gaussian log densities of forecasts that missed by `error` (`m`) with
+    variances `variance` (`m`), after inflating the variances by one common factor, the mean
+    squared standardised error where that exceeds 1: a model that predicts well but claims too
+    little variance then loses by the log of its error, not by its square. 0 for `m = 0`;
+    -inf where a density is not finite."""
+    if error.shape[0] == 0:
+        return 0.0
     variance = variance * (error.square() / variance).mean().clamp(min=1.0)
     density = -0.5 * torch.log(2 * math.pi * variance) - 0.5 * error.square() / variance
-    value = float(density.sum()) - error.shape[0] * math.log(scale)
+    value = float(density.sum())
     return value if math.isfinite(value) else -math.inf

@@ -1,14 +1,16 @@
 """`TrustedPriorModel`: the prior, trusted only as far as the observations agree with it.
 
 Model averaging of GPs by how well each predicted the observations before it saw them (the
-prequential log score, Dawid 1984, which sums to the marginal likelihood; leave-one-out
-"pseudo-Bayesian model averaging", Geisser & Eddy 1979, is the alternative): two informed GPs,
-the shift ensemble (the network moved to where the task's data put it, `ShiftEnsembleModel`)
-and the adapted network as a mean (`MetaPriorModel(mode="mean")`), and an uninformed one
-(exactly uninformed BO's `SingleTaskGP`). The informed GPs' weight is the prior's trust; where
-the task does not resemble the family the data soon favour the uninformed GP and the model
-becomes uninformed BO's. The first few points, too few to score, follow the shift ensemble
-alone: the prior's initial design.
+prequential log score, Dawid 1984, each point by the GP as it was fitted before the point was
+made; leave-one-out "pseudo-Bayesian model averaging", Geisser & Eddy 1979, is the
+alternative): two informed GPs, the shift ensemble (the network moved to where the task's data
+put it, `ShiftEnsembleModel`) and the adapted network as a mean
+(`MetaPriorModel(mode="mean")`), and an uninformed one (exactly uninformed BO's
+`SingleTaskGP`). Where the task does not resemble the family the data soon favour the
+uninformed GP and the model becomes uninformed BO's. The trust it reports is the informed GPs'
+weight times the probability that the task's embedding is one the family's tasks have
+(`metaprior.family_membership`). The first few points, too few to score, follow the shift
+ensemble alone: the prior's initial design.
 """
 
 from __future__ import annotations
@@ -25,14 +27,17 @@ from linear_operator.operators import DenseLinearOperator
 from torch import Tensor
 
 from metaprior.errors import ConfigError
-from metaprior.gp.evidence import fit_gp, held_out_score, outcome_scale
+from metaprior.family_membership import family_probability
+from metaprior.gp.evidence import fit_gp, held_out_score, log_score, outcome_scale
 from metaprior.gp.inputs import check_training_data
 from metaprior.gp.likelihoods import wide_noise_likelihood
 from metaprior.gp.model import MetaPriorModel
+from metaprior.gp.run_forecasts import context_key, remember, run_forecasts
 from metaprior.gp.shift_forecasts import shift_held_out_forecasts
 from metaprior.gp.shift_model import ShiftEnsembleModel
 from metaprior.gp.transforms import RESIDUAL_FLOOR, FloorStandardize, residual_scale
 from metaprior.prior import MetaPrior
+from metaprior.shift import infer_shift
 from metaprior.tasks.family import validate_bounds
 from metaprior.validation import check_query
 
@@ -67,6 +72,10 @@ PRIOR_DESIGN_POINTS = 5
 # costliest part of a step (its posterior over shifts and its batch of GPs, 0.6-1.3 s of a
 # step at n = 30), is retired this way; a prequential log score 7 nats behind rarely recovers.
 OCCAM_WINDOW = 1e-3
+# Scheme "prequential" scores each point from this one on by the GPs' own forecasts
+# (`run_forecasts`): a GP fitted to one or two points forecasts with hyperparameters those points
+# barely constrain.
+FIRST_FORECAST = MIN_POINTS
 
 
 def trust_from_evidence(log_ev_informed: float, log_ev_uninformed: float,
@@ -161,20 +170,107 @@ def informed_transform(train_Y: Tensor, held_out_means: Tensor | None, prior: Me
     return FloorStandardize(scale, ceiling=scale)
 
 
+def held_out_means(train_X: Tensor, train_Y: Tensor, prior: MetaPrior, scheme: str,
+                   adapt_steps: int | None, seed: int) -> Tensor | None:
+    """`n x n` network predictions, row i from a copy that never saw point i
+    (`MetaPrior.held_out_predictions`); None below `MIN_POINTS` points."""
+    if train_Y.shape[0] < MIN_POINTS:
+        return None
+    return prior.held_out_predictions(train_X, train_Y, scheme=scheme, steps=adapt_steps,
+                                      seed=seed)
+
+
+def informed_gp(train_X: Tensor, train_Y: Tensor, prior: MetaPrior, means: Tensor | None,
+                scheme: str, adapt_steps: int | None, seed: int,
+                start: dict[str, Tensor] | None = None) -> MetaPriorModel:
+    """The informed GP, fitted: the adapted network as its mean, scaled by the network's
+    held-out errors (`informed_transform`), noise under `wide_noise_likelihood`'s prior.
+    `start`: hyperparameters to start the fit from (`informed_hyperparameters`)."""
+    model = MetaPriorModel(train_X, train_Y, prior, mode="mean", adapt_steps=adapt_steps,
+                           seed=seed, likelihood=wide_noise_likelihood(),
+                           outcome_transform=informed_transform(train_Y, means, prior, scheme))
+    if start is not None:
+        # The previous step's fit is a good start: the marginal likelihood moves little with
+        # one more point, and L-BFGS then needs a few steps instead of ~20.
+        known = dict(model.named_parameters())
+        unknown = sorted(set(start) - set(known))
+        if unknown:
+            raise ConfigError(f"informed_start has keys {unknown} that are not the informed "
+                              f"GP's hyperparameters {sorted(known)}")
+        model.load_state_dict(start, strict=False)
+    fit_gp(model)
+    return model
+
+
+def uninformed_gp(train_X: Tensor, train_Y: Tensor, bounds: Tensor) -> SingleTaskGP:
+    """Uninformed BO's GP, fitted."""
+    model = SingleTaskGP(train_X, train_Y, input_transform=Normalize(d=bounds.shape[-1],
+                                                                       bounds=bounds))
+    fit_gp(model)
+    return model
+
+
+def shift_gp(train_X: Tensor, train_Y: Tensor, prior: MetaPrior, state: str, scheme: str,
+             seed: int) -> tuple[ShiftEnsembleModel, tuple[Tensor, Tensor] | None]:
+    """The shift ensemble, fitted, and the shift posterior's held-out forecasts (None in the
+    design or below `MIN_POINTS`).
+
+    State "design": the meta-learned residual. State "scored": the residual's scale is the
+    informed GP's rule applied to the shift posterior's forecast errors. With the meta-learned
+    residual instead, a trusted ensemble stalled: on a negated Forrester task it asked the same
+    point for ten steps at a regret of 3e-3, its noise growing to explain the misfit, while
+    predicting those repeats well enough to keep its weight (with this scale it reached 4e-7).
+    """
+    if state == "design":
+        model = ShiftEnsembleModel(train_X, train_Y, prior, seed=seed)
+        fit_gp(model)
+        return model, None
+    forecasts = (shift_held_out_forecasts(prior, train_X, train_Y, scheme, skip=MIN_POINTS - 1,
+                                          seed=seed)
+                 if train_Y.shape[0] >= MIN_POINTS else None)
+    model = ShiftEnsembleModel(
+        train_X, train_Y, prior, seed=seed, meta_residual=False, wide_noise=True,
+        outcome_transform=informed_transform(train_Y, None if forecasts is None else forecasts[0],
+                                             prior, scheme))
+    fit_gp(model)
+    return model, forecasts
+
+
+def fit_components(train_X: Tensor, train_Y: Tensor, prior: MetaPrior, bounds: Tensor,
+                   with_shift: bool, adapt_steps: int | None, seed: int) -> dict[str, Model]:
+    """The GPs a run's trusted model fits to these points (prequential, the prior's design
+    below `PRIOR_DESIGN_POINTS`), in eval mode: what forecast the next point."""
+    means = held_out_means(train_X, train_Y, prior, "prequential", adapt_steps, seed)
+    parts = {"informed": informed_gp(train_X, train_Y, prior, means, "prequential",
+                                     adapt_steps, seed),
+             "uninformed": uninformed_gp(train_X, train_Y, bounds)}
+    if with_shift:
+        state = "design" if train_Y.shape[0] < PRIOR_DESIGN_POINTS else "scored"
+        parts["shift"], _ = shift_gp(train_X, train_Y, prior, state, "prequential", seed)
+    for model in parts.values():
+        model.eval()
+    return parts
+
+
 class TrustedPriorModel(Model, FantasizeMixin):
     """A GP that starts from the prior and trusts it only as far as the data agree.
 
     Below `PRIOR_DESIGN_POINTS` points it is the shift ensemble alone (with a prior that has a
     shift prior; see `with_shift`). From there each GP is fitted by marginal likelihood on
-    construction. Each is then scored by the sum
-    of its held-out log predictive densities in the data's own units (`held_out_score`): with
-    `scheme="prequential"` (default) point k as predicted from points 0..k-1, so `train_X` must
-    be in the order the points were made; with "loo" from all the others. For the informed GP
-    the point is predicted by a copy of the network adapted only to those points
-    (`MetaPrior.held_out_predictions`), so the score tests the prior rather than its memory of
-    the points. The scores and the prior probability `prior_probability` give each GP's weight
-    (`component_weights`; with fewer than `MIN_POINTS` points, the prior probabilities), and
-    `prior_trust` is the informed GPs' summed weight (1 during the prior's design).
+    construction. Each is then scored by the sum of its held-out log predictive densities in
+    the data's own units. With `scheme="prequential"` (default) point k, from `FIRST_FORECAST`
+    on, is scored by the GP as it was fitted to points 0..k-1 alone (`run_forecasts`: its
+    hyperparameters, standardisation, the network's adaptation and the shift posterior all
+    fitted without it; in a run, the previous steps' GPs), so `train_X` must be in the order
+    the points were made. With "loo" each point is predicted from all the others by the GP
+    fitted to all points, the informed GP's mean by a copy of the network adapted without it
+    (`MetaPrior.held_out_predictions`, `held_out_score`). The scores and the prior probability
+    `prior_probability` give each GP's weight (`component_weights`; with no point scored, the
+    prior probabilities). `prior_trust` is the informed GPs' summed weight times
+    `family_probability`, the probability that the task's embedding (its translation, output
+    scale and offset under the shift posterior) is one the family's tasks have
+    (`metaprior.family_membership`): a GP of the network may forecast a negated or far-moved
+    family member well and keep its weight, but the user's past does not apply there.
     The posterior is the Gaussian with the mixture's exact mean and covariance
     (`mixture_moments`; for two GPs `mean = w m1 + (1 - w) m0`,
     `cov = w S1 + (1 - w) S0 + w (1 - w) (m1 - m0)(m1 - m0)^T`), so every BoTorch acquisition
@@ -196,10 +292,12 @@ class TrustedPriorModel(Model, FantasizeMixin):
             forecasts of the shift posterior of the points before each
             (`shift_held_out_forecasts`); None (default): when the prior has a shift prior.
             The prior probability is then split evenly between the two informed GPs, and
-            `prior_trust` is their summed weight. With fewer than `PRIOR_DESIGN_POINTS` points
-            the model is the shift ensemble alone (the prior's initial design, `prior_trust`
-            1); from there the ensemble's residual has the informed GP's scale, set by its
-            own held-out errors, so that a trusted ensemble still refines its minimum.
+            `prior_trust` is their summed weight times `family_probability` (without the
+            ensemble, the informed GP's weight alone). With fewer than `PRIOR_DESIGN_POINTS`
+            points the model is the shift ensemble alone (the prior's initial design,
+            `prior_trust` the family probability); from there the ensemble's residual has
+            the informed GP's scale, set by its own held-out errors, so that a trusted
+            ensemble still refines its minimum.
         prior_design: False skips the prior's design (the model average from the first point,
             at the prior probabilities below `MIN_POINTS`), for a batch of points or an ask
             with points pending: the design's sharp ensemble is nearly certain after a few
@@ -242,45 +340,68 @@ class TrustedPriorModel(Model, FantasizeMixin):
         self.prior = prior
         self.prior_probability = float(prior_probability)
         self.scheme = scheme
-        # Copies of the network that never saw the point they predict: they score the prior
-        # (below) and measure its typical error, which sets the informed GP's scale.
-        self._held_out_means = (
-            prior.held_out_predictions(train_X, train_Y, scheme=scheme, steps=adapt_steps,
-                                       seed=seed)
-            if train_Y.shape[0] >= MIN_POINTS else None)
-        self.informed = MetaPriorModel(train_X, train_Y, prior, mode="mean",
-                                       adapt_steps=adapt_steps, seed=seed,
-                                       likelihood=wide_noise_likelihood(),
-                                       outcome_transform=informed_transform(
-                                           train_Y, self._held_out_means, prior, scheme))
-        self.uninformed = SingleTaskGP(train_X, train_Y,
-                                       input_transform=Normalize(d=prior.dim, bounds=bounds))
+        # Copies of the network that never saw the point they predict: they measure its typical
+        # error, which sets the informed GP's scale (and, scheme "loo", score the prior).
+        self._held_out_means = held_out_means(train_X, train_Y, prior, scheme, adapt_steps, seed)
+        self.informed = informed_gp(train_X, train_Y, prior, self._held_out_means, scheme,
+                                    adapt_steps, seed, informed_start)
+        self.uninformed = uninformed_gp(train_X, train_Y, bounds)
         self.warm_started = informed_start is not None
-        if informed_start is not None:
-            # The previous step's fit is a good start: the marginal likelihood moves little with
-            # one more point, and L-BFGS then needs a few steps instead of ~20.
-            known = dict(self.informed.named_parameters())
-            unknown = sorted(set(informed_start) - set(known))
-            if unknown:
-                raise ConfigError(f"informed_start has keys {unknown} that are not the informed "
-                                  f"GP's hyperparameters {sorted(known)}")
-            self.informed.load_state_dict(informed_start, strict=False)
-        fit_gp(self.informed)
-        fit_gp(self.uninformed)
-        self.scores = self._held_out_scores(train_Y[:, 0])
-        self.shift, self.shift_score = None, None
+        self.shift, self.shift_score, shift_forecasts = None, None, None
         self.shift_state = ("none" if not with_shift else "retired" if shift_retired else
                             "design" if prior_design and train_Y.shape[0] < PRIOR_DESIGN_POINTS
                             else "scored")
-        if self.shift_state == "design":
-            self.shift = ShiftEnsembleModel(train_X, train_Y, prior, seed=seed)
-            fit_gp(self.shift)
-        elif self.shift_state == "scored":
-            self.shift, self.shift_score = self._scored_shift(train_X, train_Y, seed)
+        if self.shift_state in ("design", "scored"):
+            self.shift, shift_forecasts = shift_gp(train_X, train_Y, prior, self.shift_state,
+                                                   scheme, seed)
+        self.eval()
+        if scheme == "prequential":
+            self._score_run_forecasts(train_X, train_Y, bounds, adapt_steps, seed, with_shift)
+        else:
+            self.scores = self._held_out_scores(train_Y[:, 0])
+            if self.shift_state == "scored":
+                self.shift_score = self._shift_held_out_score(train_Y, shift_forecasts)
         self.component_weights = self._weigh()
+        self.family_probability = (None if self.shift_state == "none" else
+                                   self._family_probability(train_X, train_Y, seed))
         self.prior_trust = min(1.0, self.component_weights["informed"]
                                + self.component_weights.get("shift", 0.0))
-        self.eval()
+        if self.family_probability is not None:
+            self.prior_trust *= self.family_probability
+
+    def _family_probability(self, train_X: Tensor, train_Y: Tensor, seed: int) -> float:
+        """Probability that the task's embedding is the family's (`family_probability`), from
+        the shift ensemble's posterior, or from a shift posterior of its own once the ensemble
+        has retired."""
+        particles = (self.shift.shift_particles if self.shift is not None else
+                     infer_shift(self.prior, self.prior.to_unit(train_X),
+                                 self.prior.normalize_y(train_Y[:, 0]), seed=seed))
+        return family_probability(self.prior.shift_prior, particles, self.prior_probability)
+
+    def _score_run_forecasts(self, train_X: Tensor, train_Y: Tensor, bounds: Tensor,
+                             adapt_steps: int | None, seed: int, with_shift: bool) -> None:
+        """Prequential scores from the GPs' own forecasts (`run_forecasts`): each point from
+        `FIRST_FORECAST` on, by the GPs as they were fitted to the points before it."""
+        context = context_key(self.prior, seed=seed, adapt_steps=adapt_steps, bounds=bounds,
+                              with_shift=with_shift)
+        names = ("informed", "uninformed") + (("shift",) if self.shift_state == "scored" else ())
+
+        def fit_prefix(k: int) -> dict[str, Model]:
+            return fit_components(train_X[:k], train_Y[:k], self.prior, bounds, with_shift,
+                                  adapt_steps, seed)
+
+        forecasts = run_forecasts(context, train_X, train_Y, FIRST_FORECAST, names, fit_prefix)
+        self.scores = (log_score(*forecasts["informed"]), log_score(*forecasts["uninformed"]))
+        if self.shift_state == "scored":
+            self.shift_score = log_score(*forecasts["shift"])
+        remember(context, train_X, train_Y, self.components)
+
+    @property
+    def components(self) -> dict[str, Model]:
+        """The GPs of the average by name ("informed", "uninformed" and, while it is built,
+        "shift")."""
+        parts = {"informed": self.informed, "uninformed": self.uninformed}
+        return parts if self.shift is None else {**parts, "shift": self.shift}
 
     def _weigh(self) -> dict[str, float]:
         """Each GP's weight in the average, by `shift_state`: "none" (two GPs), "design" (the
@@ -311,28 +432,14 @@ class TrustedPriorModel(Model, FantasizeMixin):
         weights = self.component_weights
         return weights["shift"] < OCCAM_WINDOW * max(weights.values())
 
-    def _scored_shift(self, train_X: Tensor, train_Y: Tensor,
-                      seed: int) -> tuple[ShiftEnsembleModel, float]:
-        """The shift ensemble, fitted, and its held-out log score (0 below `MIN_POINTS`).
-
-        Its residual's scale is the informed GP's rule applied to the shift posterior's
-        forecast errors. With the meta-learned residual instead, a trusted ensemble stalled:
-        on a negated Forrester task it asked the same point for ten steps at a regret of 3e-3,
-        its noise growing to explain the misfit, while predicting those repeats well enough to
-        keep its weight (with this scale it reached 4e-7).
-        """
-        skip = MIN_POINTS - 1
-        means, spread = (shift_held_out_forecasts(self.prior, train_X, train_Y, self.scheme,
-                                                  skip=skip, seed=seed)
-                         if train_Y.shape[0] >= MIN_POINTS else (None, None))
-        shift = ShiftEnsembleModel(
-            train_X, train_Y, self.prior, seed=seed, meta_residual=False, wide_noise=True,
-            outcome_transform=informed_transform(train_Y, means, self.prior, self.scheme))
-        fit_gp(shift)
-        if means is None:
-            return shift, 0.0
-        return shift, held_out_score(shift, train_Y[:, 0], means, self.scheme, skip,
-                                     mean_variance=spread)
+    def _shift_held_out_score(self, train_Y: Tensor, forecasts) -> float:
+        """The scored shift ensemble's held-out log score (scheme "loo"), from the shift
+        posterior's forecasts (`shift_held_out_forecasts`)."""
+        if forecasts is None:  # below MIN_POINTS
+            return 0.0
+        means, spread = forecasts
+        return held_out_score(self.shift, train_Y[:, 0], means, self.scheme, MIN_POINTS - 1,
+                              mean_variance=spread)
 
     def _held_out_scores(self, y: Tensor) -> tuple[float, float]:
         """Held-out log scores `(informed, uninformed)`; (0, 0) below `MIN_POINTS`."""
@@ -363,6 +470,7 @@ class TrustedPriorModel(Model, FantasizeMixin):
         model.warm_started = template.warm_started
         model.informed, model.uninformed, model.shift = informed, uninformed, shift
         model.scores, model.prior_trust = template.scores, template.prior_trust
+        model.family_probability = template.family_probability
         model.shift_score, model.component_weights = template.shift_score, template.component_weights
         model.shift_state = template.shift_state
         return model
@@ -393,10 +501,7 @@ class TrustedPriorModel(Model, FantasizeMixin):
         if output_indices not in (None, [0]):
             raise ConfigError(f"the model has one output (got output_indices={output_indices})")
         check_query(X, self.prior.dim, bounds=self.prior.bounds)
-        if self.shift is None:
-            weights = {"informed": self.prior_trust, "uninformed": 1 - self.prior_trust}
-        else:
-            weights = self.component_weights
+        weights = self.component_weights
         kept = {name: w for name, w in weights.items() if w > CERTAIN}
         total = sum(kept.values())
         if len(kept) == 1 and "shift" not in kept:

@@ -94,7 +94,8 @@ def test_two_gp_trust_is_low_on_the_negated_task():
     X = branin_points(8)
     y = task(X).unsqueeze(-1)
     assert TrustedPriorModel(X, y, prior, with_shift=False).prior_trust > 0.8
-    assert TrustedPriorModel(X, -y, prior, with_shift=False).prior_trust < 0.2
+    # From the prior probability of 0.8 to below even odds (honest scores: 0.31).
+    assert TrustedPriorModel(X, -y, prior, with_shift=False).prior_trust < 0.5
 
 
 @pytest.mark.quality
@@ -155,7 +156,7 @@ def test_posterior_is_the_moment_matched_mixture():
     prior, task = branin_prior(), help_task()
     X = branin_points(6)
     model = TrustedPriorModel(X, task(X).unsqueeze(-1), prior, with_shift=False)
-    model.prior_trust = 0.3
+    model.component_weights = {"informed": 0.3, "uninformed": 0.7}
     Xtest = branin_points(4, seed=2)
     with torch.no_grad():
         p1 = model.informed.posterior(Xtest)
@@ -165,7 +166,7 @@ def test_posterior_is_the_moment_matched_mixture():
     torch.testing.assert_close(post.mean[:, 0], 0.3 * m1 + 0.7 * m0)
     want_var = 0.3 * p1.variance[:, 0] + 0.7 * p0.variance[:, 0] + 0.21 * (m1 - m0) ** 2
     torch.testing.assert_close(post.variance[:, 0], want_var)
-    model.prior_trust = 1.0
+    model.component_weights = {"informed": 1.0, "uninformed": 0.0}
     with torch.no_grad():
         torch.testing.assert_close(model.posterior(Xtest).mean, p1.mean)
 
@@ -175,7 +176,8 @@ def test_every_acquisition_function_runs_and_conditioning_keeps_the_weight():
     X = branin_points(5)
     Y = task(X).unsqueeze(-1)
     model = TrustedPriorModel(X, Y, prior, with_shift=False)
-    model.prior_trust = 0.5  # exercise the mixture, not one component
+    # Exercise the mixture, not one component.
+    model.component_weights = {"informed": 0.5, "uninformed": 0.5}
     bounds = Branin().bounds
     for acqf in (LogExpectedImprovement(model, best_f=Y.max()),
                  UpperConfidenceBound(model, beta=2.0),
@@ -187,7 +189,8 @@ def test_every_acquisition_function_runs_and_conditioning_keeps_the_weight():
     assert batched.mean.shape == (2, 3, 1)
     cond = model.condition_on_observations(branin_points(2, seed=3), torch.zeros(2, 1,
                                                                                  dtype=X.dtype))
-    assert cond.prior_trust == 0.5
+    assert cond.component_weights == model.component_weights
+    assert cond.prior_trust == model.prior_trust
     fantasy = model.fantasize(branin_points(1, seed=4),
                               SobolQMCNormalSampler(torch.Size([4])))
     assert fantasy.posterior(branin_points(3, seed=5)).mean.shape == (4, 3, 1)
@@ -207,7 +210,9 @@ def test_the_first_points_follow_the_shift_ensemble_alone():
     Y = task(X).unsqueeze(-1)
     design = TrustedPriorModel(X[:-1], Y[:-1], prior)  # the default: the prior has a shift prior
     assert design.component_weights == {"informed": 0.0, "shift": 1.0, "uninformed": 0.0}
-    assert design.prior_trust == 1.0 and design.shift_score is None
+    # The trust is then the probability that the task's embedding is the family's.
+    assert design.prior_trust == design.family_probability > 0.9
+    assert design.shift_score is None
     Xtest = branin_points(4, seed=2)
     with torch.no_grad():
         members = design.shift.posterior(Xtest)
@@ -224,7 +229,8 @@ def test_the_first_points_follow_the_shift_ensemble_alone():
     batch = TrustedPriorModel(X[:2], Y[:2], prior, prior_design=False)
     assert batch.component_weights == pytest.approx({"informed": 0.4, "shift": 0.4,
                                                       "uninformed": 0.2})
-    assert batch.shift_score == 0.0 and batch.prior_trust == pytest.approx(0.8)
+    assert batch.shift_score == 0.0
+    assert batch.prior_trust == pytest.approx(0.8 * batch.family_probability)
 
 
 def test_the_optimizer_keeps_the_design_for_one_point_at_a_time():
@@ -236,8 +242,11 @@ def test_the_optimizer_keeps_the_design_for_one_point_at_a_time():
         if opt.model is not None:
             shift = opt.model.component_weights["shift"]
             assert shift == (1.0 if n == 1 else pytest.approx(0.4))
-    assert opt.history["prior_trust"].tolist()[1:] == [1.0, pytest.approx(0.8),
-                                                       pytest.approx(0.8)]
+    # The design's trust is the family probability alone; the batch's model is at the prior
+    # probabilities (0.8 for the prior's GPs), times the family probability.
+    design, *batch = opt.history["prior_trust"].tolist()[1:]
+    assert design > 0.9
+    assert batch == [pytest.approx(0.8 * opt.model.family_probability)] * 2
 
 
 def test_bad_input_is_refused():
@@ -316,7 +325,7 @@ def test_conditioning_pins_the_new_point_at_every_weight(trust):
     prior, task = branin_prior(), help_task()
     X = branin_points(6)
     model = TrustedPriorModel(X, task(X).unsqueeze(-1), prior)
-    model.prior_trust = trust
+    model.component_weights = {"informed": trust, "shift": 0.0, "uninformed": 1 - trust}
     x_new = torch.tensor([[2.0, 7.0]], dtype=torch.float64)
     model.posterior(x_new)
     cond = model.condition_on_observations(x_new, torch.tensor([[30.0]], dtype=torch.float64))
@@ -389,7 +398,9 @@ def test_with_shift_weighs_three_models_and_runs_every_acquisition_function():
     weights = model.component_weights
     assert set(weights) == {"informed", "shift", "uninformed"}
     assert sum(weights.values()) == pytest.approx(1.0)
-    assert model.prior_trust == pytest.approx(weights["informed"] + weights["shift"])
+    assert 0 < model.family_probability <= 1
+    assert model.prior_trust == pytest.approx((weights["informed"] + weights["shift"])
+                                              * model.family_probability)
     assert math.isfinite(model.shift_score)
     model.component_weights = {"informed": 0.3, "shift": 0.5, "uninformed": 0.2}
     bounds = Branin().bounds
@@ -431,11 +442,14 @@ def test_a_shift_ensemble_out_of_occams_window_is_retired_for_the_rest_of_the_ru
     retired = TrustedPriorModel(X, Y, prior, shift_retired=True)
     assert retired.shift is None and retired.left_occams_window
     assert retired.component_weights["shift"] == 0.0
-    assert retired.prior_trust == pytest.approx(retired.component_weights["informed"])
-    # the two GPs keep their prior probabilities (0.4 and 0.2 of the three-GP model's)
+    # Its trust still asks whether the task's embedding is the family's (a shift posterior of
+    # its own), and the two GPs keep their prior probabilities (0.4 and 0.2 of the three-GP
+    # model's).
+    assert retired.family_probability == pytest.approx(model.family_probability)
     informed, uninformed = retired.scores
     odds = math.exp(informed - uninformed) * 0.4 / 0.2
-    assert retired.prior_trust == pytest.approx(odds / (1 + odds))
+    assert retired.component_weights["informed"] == pytest.approx(odds / (1 + odds))
+    assert retired.prior_trust == pytest.approx(odds / (1 + odds) * retired.family_probability)
     # The optimizer retires it once a step's model has left the window.
     opt = Optimizer(task.bounds, prior=prior, seed=0, num_restarts=2, raw_samples=16)
     opt.tell(X, Y)
