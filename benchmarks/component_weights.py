@@ -1,6 +1,7 @@
 """Which of the default model's GPs holds the weight after a few evaluations, task by task.
 
-`prior_trust` is the summed weight of the prior's two GPs. This prints each GP's weight
+`prior_trust` is the summed weight of the prior's two GPs times the probability that the
+task's embedding is the family's (`family_probability`). This prints each GP's weight
 (`TrustedPriorModel.component_weights`) in a BO run of the default on tasks of both blocks, so
 that a prior trusted as a moved family member (the shift ensemble) can be told apart from one
 trusted as an adapted network (the informed GP). The weights are those of the model that
@@ -31,15 +32,16 @@ PROTOCOL_HELP_TASKS = 8
 
 
 def weights_after(ctx, task, budget: int, seed: int = 0) -> dict[str, float]:
-    """Each GP's weight and `prior_trust` after a run of the default (`metaprior`) of `budget`
-    evaluations on `task`."""
+    """Each GP's weight, the family probability and `prior_trust` after a run of the default
+    (`metaprior`) of `budget` evaluations on `task`."""
     opt = make_method("metaprior", ctx, seed)
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         for _ in range(budget):
             X = opt.ask()
             opt.tell(X, task(X).reshape(-1))
-    return {**opt.model.component_weights, "prior_trust": opt.prior_trust}
+    return {**opt.model.component_weights, "family_probability": opt.model.family_probability,
+            "prior_trust": opt.prior_trust}
 
 
 def run(families: list[str], harm_tasks: int, help_tasks: int, budget: int, cache: str,

@@ -213,8 +213,8 @@ def main(argv=None) -> int:
     print(regret_table(harm_df, args.budget))
     n = min(TRUST_AFTER, args.budget - 1)
     harm_trust, help_trust = trust_after(harm_df, n), trust_after(help_df, n)
-    print(f"prior_trust of the default model after {n} evaluations (1: follows the prior, "
-          f"0: plain BO):\n   unlike Branin: "
+    print(f"prior_trust of the default model after {n} evaluations (1: the past applies, "
+          f"0: it does not):\n   unlike Branin: "
           + ", ".join(f"{t:.2f} ({name.split('-')[2]})" for name, t in harm_trust.items())
           + "\n   held-out Branin: " + ", ".join(f"{t:.2f}" for t in help_trust) + "\n")
 

@@ -16,6 +16,7 @@ is fitted anew by the caller's `fit_prefix`.
 from __future__ import annotations
 
 import hashlib
+import threading
 from collections import OrderedDict
 from collections.abc import Callable
 
@@ -32,6 +33,26 @@ MODEL_CACHE_SIZE = 32
 FORECAST_CACHE_SIZE = 65536
 _models: OrderedDict[bytes, dict[str, Model]] = OrderedDict()
 _forecasts: OrderedDict[bytes, dict[str, tuple[float, float]]] = OrderedDict()
+# The service's studies run in threads and share the caches.
+_lock = threading.Lock()
+
+
+def _cached(cache: OrderedDict, key: bytes):
+    """The entry of `key` (marked as just used), or None."""
+    with _lock:
+        value = cache.get(key)
+        if value is not None:
+            cache.move_to_end(key)
+        return value
+
+
+def _store(cache: OrderedDict, key: bytes, value, size: int) -> None:
+    """Keep `value` under `key`, dropping the least recently used entries beyond `size`."""
+    with _lock:
+        cache[key] = value
+        cache.move_to_end(key)
+        while len(cache) > size:
+            cache.popitem(last=False)
 
 
 def context_key(prior: MetaPrior, **settings) -> bytes:
@@ -43,7 +64,7 @@ def context_key(prior: MetaPrior, **settings) -> bytes:
         digest.update(p.detach().cpu().contiguous().numpy().tobytes())
     for name in sorted(settings):
         value = settings[name]
-        value = value.contiguous().numpy().tobytes() if isinstance(value, Tensor) else value
+        value = value.cpu().contiguous().numpy().tobytes() if isinstance(value, Tensor) else value
         digest.update(f"{name}={value!r}".encode())
     return digest.digest()
 
@@ -53,17 +74,13 @@ def data_key(context: bytes, X: Tensor, Y: Tensor) -> bytes:
     digest = hashlib.sha1(context)
     digest.update(str(tuple(X.shape)).encode())
     for t in (X, Y):
-        digest.update(t.detach().to(torch.float64).contiguous().numpy().tobytes())
+        digest.update(t.detach().to("cpu", torch.float64).contiguous().numpy().tobytes())
     return digest.digest()
 
 
 def remember(context: bytes, X: Tensor, Y: Tensor, components: dict[str, Model]) -> None:
     """Keep the GPs fitted to `(X, Y)`: the next step forecasts its new point with them."""
-    key = data_key(context, X, Y)
-    _models[key] = components
-    _models.move_to_end(key)
-    if len(_models) > MODEL_CACHE_SIZE:
-        _models.popitem(last=False)
+    _store(_models, data_key(context, X, Y), components, MODEL_CACHE_SIZE)
 
 
 def predictive(model: Model, x: Tensor) -> tuple[float, float]:
@@ -100,18 +117,15 @@ def run_forecasts(context: bytes, X: Tensor, Y: Tensor, first: int, names: tuple
     variances = {name: torch.ones(max(0, n - first), dtype=torch.float64) for name in names}
     for k in range(first, n):
         key = data_key(context, X[:k + 1], Y[:k + 1])
-        forecast = _forecasts.get(key)
+        forecast = _cached(_forecasts, key)
         if forecast is None or any(name not in forecast for name in names):
-            components = _models.get(data_key(context, X[:k], Y[:k]))
+            components = _cached(_models, data_key(context, X[:k], Y[:k]))
             if components is None or any(components.get(name) is None for name in names):
                 components = fit_prefix(k)
                 remember(context, X[:k], Y[:k], components)
             forecast = {name: predictive(gp, X[k]) for name, gp in components.items()
                         if gp is not None}
-            _forecasts[key] = forecast
-            if len(_forecasts) > FORECAST_CACHE_SIZE:
-                _forecasts.popitem(last=False)
-        _forecasts.move_to_end(key)
+            _store(_forecasts, key, forecast, FORECAST_CACHE_SIZE)
         for name in names:
             mean, variance = forecast[name]
             errors[name][k - first] = float(Y[k, 0]) - mean

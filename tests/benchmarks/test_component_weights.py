@@ -18,4 +18,6 @@ def test_each_run_reports_weights_that_sum_to_one_and_the_trust_they_imply(tmp_p
         weights = [row["informed"], row["shift"], row["uninformed"]]
         assert all(0.0 <= w <= 1.0 for w in weights)
         assert sum(weights) == pytest.approx(1.0)
-        assert row["prior_trust"] == pytest.approx(min(1.0, row["informed"] + row["shift"]))
+        assert 0.0 <= row["family_probability"] <= 1.0
+        assert row["prior_trust"] == pytest.approx(min(1.0, row["informed"] + row["shift"])
+                                                   * row["family_probability"])
