@@ -72,6 +72,16 @@ PRIOR_DESIGN_POINTS = 5
 # costliest part of a step (its posterior over shifts and its batch of GPs, 0.6-1.3 s of a
 # step at n = 30), is retired this way; a prequential log score 7 nats behind rarely recovers.
 OCCAM_WINDOW = 1e-3
+# The scored shift ensemble's residual scale before its forecast errors refine it, in family
+# stds: half the informed GP's `RESIDUAL_FLOOR`, because the shift posterior's forecasts miss by
+# less than the adapted network's. With 0.3 the default's 50% interval after 5 points held
+# 0.89 / 0.86 / 0.83 of held-out Branin / Hartmann-3 / lcbench points (0.79 / 0.74 / 0.75 with
+# 0.15; `benchmarks.calibration`, 8 tasks each), and BO refined slower (help screen, 4 tasks
+# of each standard family, median regret at 10 evaluations: Branin 2.1e-4 -> 1.2e-4,
+# Hartmann-3 4.3e-5 -> 5.2e-6). Under the earlier in-sample scores 0.15 let a trusted
+# ensemble stall on a negated Forrester task (`benchmarks/results/trust_variants`, 43e2a90);
+# the prequential scores of the GPs' own forecasts no longer keep it trusted there.
+SHIFT_RESIDUAL_PRIOR = 0.15
 # Once the ensemble has retired, its shift posterior is needed only for the family probability:
 # a smaller sample costs a tenth of the ensemble's (0.06 s against 0.58 s on Hartmann-6 at
 # n = 30), so the step still costs about what the two-GP model's does.
@@ -149,11 +159,12 @@ def member_moments(mean: Tensor, covariance: Tensor) -> tuple[Tensor, Tensor]:
 
 
 def informed_transform(train_Y: Tensor, held_out_means: Tensor | None, prior: MetaPrior,
-                       scheme: str = "prequential") -> FloorStandardize:
+                       scheme: str = "prequential",
+                       prior_scale: float = RESIDUAL_FLOOR) -> FloorStandardize:
     """The informed GP's outcome standardisation: by the network's typical held-out error
     (`residual_scale`), so that the residual kernel's unit variance is the size of the network's
-    misses, not of the data's spread; never wider than `MetaPriorModel`'s default (the data's
-    spread, floored at `RESIDUAL_FLOOR` of the family's std).
+    misses, not of the data's spread; never wider than the data's spread floored at
+    `prior_scale` family stds (for the informed GP, `MetaPriorModel`'s default).
 
     Args:
         train_Y: `n x 1` observations.
@@ -162,8 +173,10 @@ def informed_transform(train_Y: Tensor, held_out_means: Tensor | None, prior: Me
         prior: the `MetaPrior`.
         scheme: how `held_out_means` were made; prequential drops the first errors, predicted
             from almost nothing.
+        prior_scale: the scale before any error is seen, in family stds (`residual_scale`'s
+            prior guess, worth `RESIDUAL_PSEUDO_COUNT` errors).
     """
-    floor = RESIDUAL_FLOOR * prior.y_std
+    floor = prior_scale * prior.y_std
     if held_out_means is None:
         return FloorStandardize(floor)
     errors = train_Y[:, 0] - held_out_means.diagonal()
@@ -220,7 +233,8 @@ def shift_gp(train_X: Tensor, train_Y: Tensor, prior: MetaPrior, state: str, sch
     design or below `MIN_POINTS`).
 
     State "design": the meta-learned residual. State "scored": the residual's scale is the
-    informed GP's rule applied to the shift posterior's forecast errors. With the meta-learned
+    informed GP's rule applied to the shift posterior's forecast errors, from a prior guess of
+    `SHIFT_RESIDUAL_PRIOR` family stds. With the meta-learned
     residual instead, a trusted ensemble stalled: on a negated Forrester task it asked the same
     point for ten steps at a regret of 3e-3, its noise growing to explain the misfit, while
     predicting those repeats well enough to keep its weight (with this scale it reached 4e-7).
@@ -235,7 +249,7 @@ def shift_gp(train_X: Tensor, train_Y: Tensor, prior: MetaPrior, state: str, sch
     model = ShiftEnsembleModel(
         train_X, train_Y, prior, seed=seed, meta_residual=False, wide_noise=True,
         outcome_transform=informed_transform(train_Y, None if forecasts is None else forecasts[0],
-                                             prior, scheme))
+                                             prior, scheme, SHIFT_RESIDUAL_PRIOR))
     fit_gp(model)
     return model, forecasts
 
