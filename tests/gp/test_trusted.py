@@ -20,11 +20,15 @@ from torch.quasirandom import SobolEngine
 from metaprior.errors import ConfigError, InputDataError
 from metaprior.gp.evidence import loo_predictions, prequential_predictions
 from metaprior.gp.model import MetaPriorModel
+from metaprior.gp.transforms import RESIDUAL_FLOOR, residual_scale
 from metaprior.gp.trusted import (
+    MIN_POINTS,
     OCCAM_WINDOW,
     PRIOR_DESIGN_POINTS,
+    SHIFT_RESIDUAL_PRIOR,
     TrustedPriorModel,
     mixture_moments,
+    shift_gp,
     trust_from_evidence,
     weights_from_evidence,
 )
@@ -127,6 +131,24 @@ def test_informed_scale_follows_the_networks_errors_not_the_datas_spread():
     # Sobol points span Branin's range (spread ~ 50); the network misses by a few units.
     assert scale < 0.5 * float(y.std())
     assert scale > typical_error
+
+
+def test_scored_shift_scale_starts_from_its_own_prior_guess_and_follows_its_forecast_errors():
+    prior, task = branin_prior(), help_task()
+    X = branin_points(8)
+    y = task(X).unsqueeze(-1)
+    model, forecasts = shift_gp(X, y, prior, "scored", "prequential", seed=0)
+    errors = (y[:, 0] - forecasts[0].diagonal())[MIN_POINTS - 1:]
+    expected = min(residual_scale(errors, SHIFT_RESIDUAL_PRIOR * prior.y_std),
+                   max(float(y.std()), SHIFT_RESIDUAL_PRIOR * prior.y_std))
+    # One scale for every member of the ensemble (its batch of GPs).
+    stdvs = model.outcome_transform.stdvs.reshape(-1)
+    assert stdvs.numel() > 1
+    torch.testing.assert_close(stdvs, torch.full_like(stdvs, expected))
+    # Below MIN_POINTS no error is scored: the scale is the prior guess, half the informed GP's.
+    few, _ = shift_gp(X[:2], y[:2], prior, "scored", "prequential", seed=0)
+    assert few.outcome_transform.floor == pytest.approx(SHIFT_RESIDUAL_PRIOR * prior.y_std)
+    assert SHIFT_RESIDUAL_PRIOR < RESIDUAL_FLOOR
 
 
 def raw_noise_sd(gp) -> float:
