@@ -86,9 +86,10 @@ def prequential_predictions(covariance: Tensor, residuals: Tensor) -> tuple[Tens
     return scale * innovations.diagonal(), scale.square()
 
 
-def training_covariance(model: SingleTaskGP) -> Tensor:
-    """`n x n` prior covariance of `model`'s training targets, noise included, in its
-    (outcome-transformed) units, with the fitted hyperparameters."""
+def training_marginal(model: SingleTaskGP) -> tuple[Tensor, Tensor]:
+    """The prior mean (`batch x n`) and covariance (`batch x n x n`, noise included) of
+    `model`'s training targets, in its (outcome-transformed) units, with the fitted
+    hyperparameters."""
     was_training = model.training
     model.train()
     try:
@@ -96,12 +97,19 @@ def training_covariance(model: SingleTaskGP) -> Tensor:
             warnings.simplefilter("ignore")
             (X,) = model.train_inputs
             marginal = model.likelihood(model(X), [X])
-            covariance = marginal.covariance_matrix
+            mean, covariance = marginal.mean, marginal.covariance_matrix
     finally:
         model.train(was_training)
     n = covariance.shape[-1]
     # The same jitter gpytorch adds: clustered BO points make K nearly singular.
-    return covariance + 1e-8 * covariance.diagonal(dim1=-2, dim2=-1).mean() * torch.eye(n).to(covariance)
+    jitter = 1e-8 * covariance.diagonal(dim1=-2, dim2=-1).mean() * torch.eye(n).to(covariance)
+    return mean, covariance + jitter
+
+
+def training_covariance(model: SingleTaskGP) -> Tensor:
+    """`n x n` prior covariance of `model`'s training targets, noise included, in its
+    (outcome-transformed) units, with the fitted hyperparameters (`training_marginal`)."""
+    return training_marginal(model)[1]
 
 
 def outcome_scale(model: SingleTaskGP) -> tuple[float, float]:

@@ -10,7 +10,8 @@ put it, `ShiftEnsembleModel`) and the adapted network as a mean
 uninformed GP and the model becomes uninformed BO's. The trust it reports is the informed GPs'
 weight times the probability that the task's embedding is one the family's tasks have
 (`metaprior.family_membership`). The first few points, too few to score, follow the shift
-ensemble alone: the prior's initial design.
+ensemble alone: the prior's initial design. From there the ensemble's variance is recalibrated
+by its own leave-one-out errors (`metaprior.gp.ensemble_calibration`).
 """
 
 from __future__ import annotations
@@ -28,6 +29,7 @@ from torch import Tensor
 
 from metaprior.errors import ConfigError
 from metaprior.family_membership import family_probability
+from metaprior.gp.ensemble_calibration import variance_factor
 from metaprior.gp.evidence import fit_gp, held_out_score, log_score, outcome_scale
 from metaprior.gp.inputs import check_training_data
 from metaprior.gp.likelihoods import wide_noise_likelihood
@@ -294,7 +296,10 @@ class TrustedPriorModel(Model, FantasizeMixin):
     (`mixture_moments`; for two GPs `mean = w m1 + (1 - w) m0`,
     `cov = w S1 + (1 - w) S0 + w (1 - w) (m1 - m0)(m1 - m0)^T`), so every BoTorch acquisition
     function (analytic or Monte Carlo) uses it as a plain GP's, and where the GPs disagree the
-    variance grows, which sends BO to look.
+    variance grows, which sends BO to look. The scored shift ensemble's variance is multiplied by
+    `shift_variance_factor` (`metaprior.gp.ensemble_calibration.variance_factor`): its
+    leave-one-out errors' mean squared z-score, shrunk towards 1. Its scores are its forecasts'
+    as fitted, without the factor.
 
     Args:
         train_X: `n x d` training inputs, original units.
@@ -373,6 +378,10 @@ class TrustedPriorModel(Model, FantasizeMixin):
         if self.shift_state in ("design", "scored"):
             self.shift, shift_forecasts = shift_gp(train_X, train_Y, prior, self.shift_state,
                                                    scheme, seed)
+        # Only the scored ensemble's residual is set from forecasts of earlier points, which
+        # overstate its error; the design's is meta-learned.
+        self.shift_variance_factor = (variance_factor(self.shift) if self.shift_state == "scored"
+                                      else 1.0)
         self.eval()
         if scheme == "prequential":
             self._score_run_forecasts(train_X, train_Y, bounds, adapt_steps, seed, with_shift)
@@ -493,6 +502,7 @@ class TrustedPriorModel(Model, FantasizeMixin):
         model.family_probability = template.family_probability
         model.shift_score, model.component_weights = template.shift_score, template.component_weights
         model.shift_state = template.shift_state
+        model.shift_variance_factor = template.shift_variance_factor
         return model
 
     @property
@@ -538,6 +548,7 @@ class TrustedPriorModel(Model, FantasizeMixin):
             for k, name in enumerate(kept):
                 if name == "shift":
                     means[k], covariances[k] = member_moments(means[k], covariances[k])
+                    covariances[k] = covariances[k] * self.shift_variance_factor
             # The two-GP model keeps its weights exactly (w and 1 - w), unrenormalised: the
             # weights benchmark v2 measured.
             ws = [w / total for w in kept.values()] if self.shift is not None else list(
