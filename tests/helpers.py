@@ -14,6 +14,7 @@ os.environ.setdefault("OMP_NUM_THREADS", "1")
 import numpy as np  # noqa: E402
 import pandas as pd  # noqa: E402
 import torch  # noqa: E402
+from torch.quasirandom import SobolEngine  # noqa: E402
 
 from metaprior.config import ReptileConfig  # noqa: E402
 from metaprior.meta.reptile import meta_train  # noqa: E402
@@ -54,6 +55,17 @@ def branin_prior() -> MetaPrior:
     `test_bo_quality` relies on.
     """
     return meta_train(Branin(), quick_config(400), seed=0, progress=False)
+
+
+def branin_points(n: int, seed: int = 0) -> torch.Tensor:
+    """`n x 2` scrambled Sobol points in Branin's box."""
+    lo, hi = Branin().bounds
+    return lo + SobolEngine(2, scramble=True, seed=seed).draw(n, dtype=torch.float64) * (hi - lo)
+
+
+def help_task():
+    """The first held-out Branin task (seed 0): a task the Branin prior should help on."""
+    return Branin().held_out_tasks(1, seed=0)[0]
 
 
 def random_prior(dim: int, seed: int = 0, hidden: tuple[int, ...] = (16, 16)) -> MetaPrior:

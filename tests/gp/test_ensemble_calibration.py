@@ -4,8 +4,7 @@ from __future__ import annotations
 
 import pytest
 import torch
-from helpers import branin_prior
-from test_trusted import branin_points, help_task
+from helpers import branin_points, branin_prior, help_task
 
 from metaprior.gp.ensemble_calibration import loo_standardised_errors, variance_factor
 from metaprior.gp.evidence import fit_gp, loo_predictions, training_marginal

@@ -14,8 +14,7 @@ from botorch.acquisition import (
 from botorch.models import SingleTaskGP
 from botorch.optim import optimize_acqf
 from botorch.sampling import SobolQMCNormalSampler
-from helpers import branin_prior, random_prior
-from torch.quasirandom import SobolEngine
+from helpers import branin_points, branin_prior, help_task, random_prior
 
 from metaprior.errors import ConfigError, InputDataError
 from metaprior.gp.evidence import loo_predictions, prequential_predictions
@@ -37,11 +36,6 @@ from metaprior.tasks import Branin
 from metaprior.tasks.mismatch import mismatched_tasks
 
 
-def branin_points(n: int, seed: int = 0) -> torch.Tensor:
-    lo, hi = Branin().bounds
-    return lo + SobolEngine(2, scramble=True, seed=seed).draw(n, dtype=torch.float64) * (hi - lo)
-
-
 def random_gp_problem(seed: int, n: int = 5):
     """A random SPD covariance `n x n`, observations `n` and per-point means `n x n`."""
     g = torch.Generator().manual_seed(seed)
@@ -49,10 +43,6 @@ def random_gp_problem(seed: int, n: int = 5):
     K = A @ A.T + 0.5 * torch.eye(n, dtype=torch.float64)
     y = torch.randn(n, generator=g, dtype=torch.float64)
     return K, y, torch.randn(n, n, generator=g, dtype=torch.float64)
-
-
-def help_task():
-    return Branin().held_out_tasks(1, seed=0)[0]
 
 
 def test_loo_predictions_match_refitting_without_each_point():
