@@ -61,15 +61,23 @@ def score(model, X, y, spread: float) -> dict:
             "cover90": float((z <= Z90).double().mean()), "nll": float(nll.mean())}
 
 
-def run_family(family_name: str, n_tasks: int, cache: str, yahpo_dir: str | None,
-               models: list[str]) -> list[dict]:
-    ctx = load_context(family_name, cache, yahpo_dir)
-    bounds, rows = ctx.family.bounds, []
+def calibration_points(ctx, family_name: str, n_tasks: int):
+    """Per held-out task: `(index, task, X_all, y_all)`, `max(SIZES) + N_TEST` uniformly random
+    points (`m x d`) and their values (`m`); the first `max(SIZES)` are the training points,
+    the rest the test points."""
+    bounds = ctx.family.bounds
     for ti, task in enumerate(held_out(ctx.family, n_tasks)):
         g = make_generator(0, "calibration", family_name, ti)
         U = torch.rand(max(SIZES) + N_TEST, bounds.shape[-1], generator=g, dtype=torch.float64)
         X_all = box_from_unit(U, bounds)
-        y_all = task(X_all).reshape(-1)
+        yield ti, task, X_all, task(X_all).reshape(-1)
+
+
+def run_family(family_name: str, n_tasks: int, cache: str, yahpo_dir: str | None,
+               models: list[str]) -> list[dict]:
+    ctx = load_context(family_name, cache, yahpo_dir)
+    bounds, rows = ctx.family.bounds, []
+    for ti, task, X_all, y_all in calibration_points(ctx, family_name, n_tasks):
         X_test, y_test = X_all[max(SIZES):], y_all[max(SIZES):]
         spread = float(y_test.std()) or 1.0
         for n in SIZES:

@@ -12,11 +12,9 @@ import warnings
 import pandas as pd
 import torch
 
-from benchmarks.calibration import N_TEST, SIZES, Z50, Z90
-from benchmarks.context import held_out, load_context
+from benchmarks.calibration import SIZES, Z50, Z90, calibration_points
+from benchmarks.context import load_context
 from metaprior.gp.trusted import TrustedPriorModel
-from metaprior.space import box_from_unit
-from metaprior.tasks.family import make_generator
 
 
 def main(families: str, cache: str, yahpo: str, out: str) -> None:
@@ -25,11 +23,7 @@ def main(families: str, cache: str, yahpo: str, out: str) -> None:
     for family in families.split(","):
         ctx = load_context(family, cache, yahpo)
         bounds = ctx.family.bounds
-        for ti, task in enumerate(held_out(ctx.family, 8)):
-            g = make_generator(0, "calibration", family, ti)
-            U = torch.rand(max(SIZES) + N_TEST, bounds.shape[-1], generator=g, dtype=torch.float64)
-            X_all = box_from_unit(U, bounds)
-            y_all = task(X_all).reshape(-1)
+        for ti, task, X_all, y_all in calibration_points(ctx, family, 8):
             X_test, y_test = X_all[max(SIZES):], y_all[max(SIZES):]
             low = y_test <= y_test.quantile(0.1)
             for n in (5, 10):

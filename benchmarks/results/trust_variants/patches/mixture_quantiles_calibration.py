@@ -13,11 +13,9 @@ import warnings
 import pandas as pd
 import torch
 
-from benchmarks.calibration import N_TEST, SIZES, score
-from benchmarks.context import held_out, load_context
+from benchmarks.calibration import SIZES, calibration_points, score
+from benchmarks.context import load_context
 from metaprior.gp.trusted import CERTAIN, TrustedPriorModel
-from metaprior.space import box_from_unit
-from metaprior.tasks.family import make_generator
 
 STANDARD = torch.distributions.Normal(0.0, 1.0)
 
@@ -45,11 +43,7 @@ def main(families: str, cache: str, yahpo: str, out: str) -> None:
     for family in families.split(","):
         ctx = load_context(family, cache, yahpo)
         bounds = ctx.family.bounds
-        for ti, task in enumerate(held_out(ctx.family, 8)):
-            g = make_generator(0, "calibration", family, ti)
-            U = torch.rand(max(SIZES) + N_TEST, bounds.shape[-1], generator=g, dtype=torch.float64)
-            X_all = box_from_unit(U, bounds)
-            y_all = task(X_all).reshape(-1)
+        for ti, _task, X_all, y_all in calibration_points(ctx, family, 8):
             X_test, y_test = X_all[max(SIZES):], y_all[max(SIZES):]
             for n in (5, 10):
                 model = TrustedPriorModel(X_all[:n], y_all[:n].unsqueeze(-1), ctx.prior,
