@@ -76,8 +76,17 @@ def build_context(name: str, cache_dir: str | os.PathLike, methods: list[str],
     family = get_family(name, yahpo_dir)
     prior_path = cache / f"{name}.prior"
     if not prior_path.exists():
-        prior = mp.meta_train(family, prior_config(family, quick), seed=0, progress=progress,
+        cfg = prior_config(family, quick)
+        validation = None
+        if isinstance(family, TableFamily):
+            # A table's tasks are few and fixed: train as long as cross-validation over them
+            # says, as the README advises users (`mp.cross_validate_outer_steps`).
+            validation = mp.cross_validate_outer_steps(family, cfg, seed=0, progress=progress)
+            cfg = dataclasses.replace(cfg, outer_steps=validation["outer_steps"])
+        prior = mp.meta_train(family, cfg, seed=0, progress=progress,
                               checkpoint=cache / f"{name}.ckpt", resume=True)
+        if validation is not None:
+            prior.stats["cross_validation"] = validation
         prior.save(prior_path)
     elif any(m == "metaprior" or m.startswith("metaprior-shift") for m in methods):
         prior = mp.MetaPrior.load(prior_path)

@@ -6,6 +6,7 @@ index (no per-step copy of the table), so a table of millions of rows streams in
 
 from __future__ import annotations
 
+import copy
 import warnings
 from collections.abc import Sequence
 
@@ -20,6 +21,7 @@ from metaprior.tasks.family import (
     Task,
     TaskBatch,
     TaskFamily,
+    make_generator,
     stream_seed,
     validate_bounds,
 )
@@ -281,6 +283,33 @@ class TableFamily(TaskFamily):
 
     def n_train_tasks(self) -> int:
         return len(self.split_index["train"])
+
+    def validation_folds(self, n_folds: int, seed: int) -> list[tuple[TableFamily, TableFamily]]:
+        """Cross-validation folds over the training tasks: `(training view, validation view)`
+        pairs that share the table's rows.
+
+        The training tasks are shuffled (seeded) and dealt into `min(n_folds, tasks)` folds;
+        each fold's tasks leave its training view's "train" split and form its validation
+        view's "test" split, so that `sample(..., "test")` draws them. Test tasks stay out.
+
+        Raises:
+            TaskFamilyError: fewer than 2 training tasks, or `n_folds < 2`.
+        """
+        train = self.split_index["train"]
+        if len(train) < 2 or n_folds < 2:
+            raise TaskFamilyError(f"{self.name}: cross-validation needs >= 2 folds and >= 2 "
+                                  f"training tasks (got {n_folds} folds, {len(train)} tasks)")
+        order = train[torch.randperm(len(train), generator=make_generator(
+            seed, "validation-folds", self.name))]
+        folds = []
+        for fold in range(min(n_folds, len(train))):
+            held = order[fold::n_folds].sort().values
+            kept = train[~torch.isin(train, held)]
+            training, validation = copy.copy(self), copy.copy(self)
+            training.split_index = {"train": kept, "test": self.split_index["test"]}
+            validation.split_index = {"train": kept, "test": held}
+            folds.append((training, validation))
+        return folds
 
     def tasks(self, split: str) -> list[str]:
         self.check_split(split)
