@@ -244,6 +244,24 @@ def check_train_paths(args, targets: list[tuple[str, Path]], checkpoint: Path) -
                            f"--resume to start afresh, or give its path with --checkpoint")
 
 
+def cross_validated_config(family, cfg, args):
+    """`cfg` with the outer steps `cross_validate_outer_steps` chooses on a table, and its record.
+
+    Repeated identically by `--resume` (the same table, config and seed), so the checkpoint's
+    run matches."""
+    from metaprior.meta.early_stopping import cross_validate_outer_steps
+    from metaprior.tasks.table import TableFamily
+
+    if not isinstance(family, TableFamily):
+        raise CommandError(f"--cross-validate-steps needs a table of runs (--table or a YAHPO "
+                           f"scenario); {family.name} draws new tasks at every step")
+    validation = cross_validate_outer_steps(family, cfg, seed=args.seed, device=args.device,
+                                            progress=not args.no_progress)
+    print(f"cross-validation over {validation['folds']} folds of the table's tasks chose "
+          f"{validation['outer_steps']} of {cfg.outer_steps} outer steps", file=sys.stderr)
+    return dataclasses.replace(cfg, outer_steps=validation["outer_steps"]), validation
+
+
 def cmd_train(args) -> int:
     from metaprior import store
     from metaprior.meta.distributed import rank_and_size
@@ -262,6 +280,9 @@ def cmd_train(args) -> int:
     cfg = build_config(args)
     family = resolve_train_family(args)
     check_train_paths(args, targets, checkpoint)
+    validation = None
+    if args.cross_validate_steps:
+        cfg, validation = cross_validated_config(family, cfg, args)
     try:
         prior = meta_train(family, cfg, seed=args.seed, device=args.device,
                            progress=not args.no_progress, checkpoint=checkpoint,
@@ -277,6 +298,8 @@ def cmd_train(args) -> int:
         return EXIT_INTERRUPTED
     if rank_and_size()[0] != 0:  # under torchrun only rank 0 writes and talks
         return 0
+    if validation is not None:
+        prior.stats["cross_validation"] = validation
     for _, path in targets:
         prior.save(path)
     done = int(prior.stats.get("outer_steps_done", cfg.outer_steps))
@@ -509,6 +532,9 @@ def build_parser() -> argparse.ArgumentParser:
     t.add_argument("--max-memory-mb", type=float,
                    help="memory budget of the inner loop per process; derives the chunk size")
     t.add_argument("--checkpoint-every", type=int, help="outer steps between checkpoints")
+    t.add_argument("--cross-validate-steps", action="store_true",
+                   help="on a table, train for the outer steps (at most --steps) that "
+                   "cross-validation over its tasks chooses (five extra runs)")
     t.add_argument("--checkpoint", metavar="PATH", help="checkpoint file (default OUT.ckpt)")
     t.add_argument("--resume", action="store_true", help="continue from the checkpoint")
     t.add_argument("--max-steps", type=int, help="stop after this many steps in this call "

@@ -145,3 +145,17 @@ def test_a_new_user_types_train_info_then_a_study(runs):
                       "opt.tell(trials, [0.5])\n"
                       "print(sorted(opt.best[0]), trials.shape)\n")
     assert "['layers', 'lr', 'opt'] (1, 3)" in study
+
+
+def test_cross_validated_steps_on_a_table(runs, capsys):
+    """`--cross-validate-steps` trains for the steps that cross-validation chose, recorded in the
+    prior; a function family has no fixed tasks to validate on."""
+    assert train("--cross-validate-steps") == 0
+    prior = MetaPrior.load("t.prior")
+    chosen = prior.stats["cross_validation"]
+    assert 1 <= chosen["outer_steps"] <= 10 and chosen["folds"] == 5
+    assert prior.config.outer_steps == chosen["outer_steps"]
+    assert prior.stats["outer_steps_done"] == chosen["outer_steps"]
+    assert f"chose {chosen['outer_steps']} of 10 outer steps" in capsys.readouterr().err
+    assert main(["train", "forrester", "--out", "f.prior", *TINY, "--cross-validate-steps"]) == 2
+    assert "--cross-validate-steps needs a table" in capsys.readouterr().err
