@@ -18,6 +18,7 @@ import math
 import sys
 import warnings
 from pathlib import Path
+from typing import NamedTuple
 
 import pandas as pd
 import torch
@@ -73,21 +74,40 @@ def calibration_points(ctx, family_name: str, n_tasks: int):
         yield ti, task, X_all, task(X_all).reshape(-1)
 
 
-def run_family(family_name: str, n_tasks: int, cache: str, yahpo_dir: str | None,
-               models: list[str]) -> list[dict]:
+class Fitted(NamedTuple):
+    """One model fitted on a held-out task's first `n` calibration points, and that task's
+    test points (`N_TEST x d`, `N_TEST`)."""
+
+    task_index: int
+    task: object
+    n: int
+    model_name: str
+    model: object
+    X_test: torch.Tensor
+    y_test: torch.Tensor
+
+
+def fitted_models(family_name: str, n_tasks: int, cache: str, yahpo_dir: str | None,
+                  models: list[str], sizes=SIZES):
+    """`Fitted` for each held-out task, size in `sizes` and model in `models`, in that order."""
     ctx = load_context(family_name, cache, yahpo_dir)
-    bounds, rows = ctx.family.bounds, []
     for ti, task, X_all, y_all in calibration_points(ctx, family_name, n_tasks):
         X_test, y_test = X_all[max(SIZES):], y_all[max(SIZES):]
-        spread = float(y_test.std()) or 1.0
-        for n in SIZES:
-            X, Y = X_all[:n], y_all[:n].unsqueeze(-1)
+        for n in sizes:
             for name in models:
-                model = build(name, X, Y, ctx.prior, bounds, seed=ti)
-                row = {"family": family_name, "task": task.name, "n": n, "model": name,
-                       "prior_trust": getattr(model, "prior_trust", float("nan"))}
-                row.update(score(model, X_test, y_test, spread))
-                rows.append(row)
+                model = build(name, X_all[:n], y_all[:n].unsqueeze(-1), ctx.prior,
+                              ctx.family.bounds, seed=ti)
+                yield Fitted(ti, task, n, name, model, X_test, y_test)
+
+
+def run_family(family_name: str, n_tasks: int, cache: str, yahpo_dir: str | None,
+               models: list[str]) -> list[dict]:
+    rows = []
+    for fit in fitted_models(family_name, n_tasks, cache, yahpo_dir, models):
+        row = {"family": family_name, "task": fit.task.name, "n": fit.n, "model": fit.model_name,
+               "prior_trust": getattr(fit.model, "prior_trust", float("nan"))}
+        row.update(score(fit.model, fit.X_test, fit.y_test, float(fit.y_test.std()) or 1.0))
+        rows.append(row)
     return rows
 
 

@@ -249,6 +249,7 @@ def cross_validated_config(family, cfg, args):
 
     Repeated identically by `--resume` (the same table, config and seed), so the checkpoint's
     run matches."""
+    from metaprior.meta.distributed import rank_and_size
     from metaprior.meta.early_stopping import cross_validate_outer_steps
     from metaprior.tasks.table import TableFamily
 
@@ -257,8 +258,9 @@ def cross_validated_config(family, cfg, args):
                            f"scenario); {family.name} draws new tasks at every step")
     validation = cross_validate_outer_steps(family, cfg, seed=args.seed, device=args.device,
                                             progress=not args.no_progress)
-    print(f"cross-validation over {validation['folds']} folds of the table's tasks chose "
-          f"{validation['outer_steps']} of {cfg.outer_steps} outer steps", file=sys.stderr)
+    if rank_and_size()[0] == 0:  # under torchrun only rank 0 talks
+        print(f"cross-validation over {validation['folds']} folds of the table's tasks chose "
+              f"{validation['outer_steps']} of {cfg.outer_steps} outer steps", file=sys.stderr)
     return dataclasses.replace(cfg, outer_steps=validation["outer_steps"]), validation
 
 

@@ -33,11 +33,12 @@ N_FOLDS = 5
 N_CHECKS = 20  # candidate stopping points, evenly spaced over the run
 
 
-def zero_shot_regrets(prior: MetaPrior, family: TableFamily) -> torch.Tensor:
-    """`t`: for each of the `t` tasks of `family`'s "test" split, the regret of the row where
-    `prior`'s network is lowest, over the range of the task's rows (0 where they are equal)."""
+def zero_shot_regrets(prior: MetaPrior, family: TableFamily, tasks: torch.Tensor) -> torch.Tensor:
+    """`t`: for each of the `t` tasks (indices into `family`'s table), the regret of the row
+    where `prior`'s network is lowest, over the range of the task's rows (0 where they are
+    equal)."""
     regrets = []
-    for task in family.split_index["test"].tolist():
+    for task in tasks.tolist():
         rows = slice(int(family.offsets[task]), int(family.offsets[task] + family.counts[task]))
         X, y = family.X[rows], family.Y[rows].double()
         with torch.no_grad():
@@ -92,7 +93,7 @@ def cross_validate_outer_steps(family: TableFamily, config: ReptileConfig | None
     regrets, visits = [], []  # per fold: checks x its held-out tasks; adaptations per task
     with tqdm(total=cfg.outer_steps * len(folds), desc=f"cross-validate {family.name}",
               leave=False, disable=not progress, mininterval=2.0) as bar:
-        for training, validation in folds:
+        for training, held in folds:
             fold_cfg = dataclasses.replace(cfg, tasks_per_step=min(cfg.tasks_per_step,
                                                                     training.n_train_tasks()))
             visits.append(fold_cfg.tasks_per_step / training.n_train_tasks())
@@ -102,7 +103,7 @@ def cross_validate_outer_steps(family: TableFamily, config: ReptileConfig | None
                 while trainer.step < step:
                     trainer.outer_step()
                     bar.update(1)
-                fold_regrets.append(zero_shot_regrets(trainer.snapshot(), validation))
+                fold_regrets.append(zero_shot_regrets(trainer.snapshot(), family, held))
             regrets.append(torch.stack(fold_regrets))
     curve = torch.cat(regrets, dim=-1).mean(-1)
     best = int(curve.argmin())

@@ -284,13 +284,13 @@ class TableFamily(TaskFamily):
     def n_train_tasks(self) -> int:
         return len(self.split_index["train"])
 
-    def validation_folds(self, n_folds: int, seed: int) -> list[tuple[TableFamily, TableFamily]]:
-        """Cross-validation folds over the training tasks: `(training view, validation view)`
-        pairs that share the table's rows.
+    def validation_folds(self, n_folds: int, seed: int) -> list[tuple[TableFamily, Tensor]]:
+        """Cross-validation folds over the training tasks: `(training view, held-out tasks)`.
 
-        The training tasks are shuffled (seeded) and dealt into `min(n_folds, tasks)` folds;
-        each fold's tasks leave its training view's "train" split and form its validation
-        view's "test" split, so that `sample(..., "test")` draws them. Test tasks stay out.
+        The training tasks are shuffled (seeded) and dealt into `min(n_folds, tasks)` folds.
+        Each fold's training view shares the table's rows, and its "train" split is the other
+        folds' tasks; the held-out tasks are indices into the table (`task_names`, `offsets`).
+        Test tasks stay out of every fold.
 
         Raises:
             TaskFamilyError: fewer than 2 training tasks, or `n_folds < 2`.
@@ -304,11 +304,10 @@ class TableFamily(TaskFamily):
         folds = []
         for fold in range(min(n_folds, len(train))):
             held = order[fold::n_folds].sort().values
-            kept = train[~torch.isin(train, held)]
-            training, validation = copy.copy(self), copy.copy(self)
-            training.split_index = {"train": kept, "test": self.split_index["test"]}
-            validation.split_index = {"train": kept, "test": held}
-            folds.append((training, validation))
+            training = copy.copy(self)
+            training.split_index = {"train": train[~torch.isin(train, held)],
+                                    "test": self.split_index["test"]}
+            folds.append((training, held))
         return folds
 
     def tasks(self, split: str) -> list[str]:

@@ -13,8 +13,7 @@ import warnings
 import pandas as pd
 import torch
 
-from benchmarks.calibration import SIZES, calibration_points, score
-from benchmarks.context import load_context
+from benchmarks.calibration import fitted_models, score
 from metaprior.gp.trusted import CERTAIN, TrustedPriorModel
 
 STANDARD = torch.distributions.Normal(0.0, 1.0)
@@ -41,20 +40,15 @@ def main(families: str, cache: str, yahpo: str, out: str) -> None:
     warnings.simplefilter("ignore")
     rows = []
     for family in families.split(","):
-        ctx = load_context(family, cache, yahpo)
-        bounds = ctx.family.bounds
-        for ti, _task, X_all, y_all in calibration_points(ctx, family, 8):
-            X_test, y_test = X_all[max(SIZES):], y_all[max(SIZES):]
-            for n in (5, 10):
-                model = TrustedPriorModel(X_all[:n], y_all[:n].unsqueeze(-1), ctx.prior,
-                                          bounds=bounds, seed=ti)
-                gauss = score(model, X_test, y_test, float(y_test.std()) or 1.0)
-                cdf = mixture_cdf(model, X_test.unsqueeze(-2), y_test.unsqueeze(-1)).reshape(-1)
-                rows.append({"family": family, "task": ti, "n": n, "g50": gauss["cover50"],
-                             "g90": gauss["cover90"],
-                             "m50": float(((cdf >= 0.25) & (cdf <= 0.75)).double().mean()),
-                             "m90": float(((cdf >= 0.05) & (cdf <= 0.95)).double().mean()),
-                             "w": {k: round(v, 2) for k, v in model.component_weights.items()}})
+        for fit in fitted_models(family, 8, cache, yahpo, ["metaprior"], sizes=(5, 10)):
+            X_test, y_test, model = fit.X_test, fit.y_test, fit.model
+            gauss = score(model, X_test, y_test, float(y_test.std()) or 1.0)
+            cdf = mixture_cdf(model, X_test.unsqueeze(-2), y_test.unsqueeze(-1)).reshape(-1)
+            rows.append({"family": family, "task": fit.task_index, "n": fit.n,
+                         "g50": gauss["cover50"], "g90": gauss["cover90"],
+                         "m50": float(((cdf >= 0.25) & (cdf <= 0.75)).double().mean()),
+                         "m90": float(((cdf >= 0.05) & (cdf <= 0.95)).double().mean()),
+                         "w": {k: round(v, 2) for k, v in model.component_weights.items()}})
     pd.DataFrame(rows).to_csv(out, index=False)
 
 
