@@ -149,6 +149,30 @@ def test_ctrl_c_during_imports_exits_130_without_traceback(tmp_path):
     assert err.strip().splitlines() == ["metaprior: interrupted"], err
 
 
+DEFERRED_IMPORT = """
+import os, signal, sys
+sys.path.insert(0, sys.argv[1])
+from metaprior import cli
+cli.COMPILED_LIBRARIES = ("signals_itself",)
+try:
+    cli.import_compiled_libraries()
+except KeyboardInterrupt:
+    print("interrupted; import finished:", sys.modules["signals_itself"].FINISHED)
+"""
+
+
+def test_ctrl_c_is_held_back_until_the_compiled_libraries_are_loaded(tmp_path):
+    # A module that is interrupted in the middle of its import: without the hold, the
+    # KeyboardInterrupt is raised inside it (where a pybind11 extension can abort the process)
+    # and the module never finishes loading.
+    (tmp_path / "signals_itself.py").write_text(
+        "import os, signal\nos.kill(os.getpid(), signal.SIGINT)\n"
+        "for _ in range(100000):\n    pass\nFINISHED = True\n")
+    out = subprocess.run([sys.executable, "-c", DEFERRED_IMPORT, str(tmp_path)], env=env(),
+                         capture_output=True, text=True, timeout=60)
+    assert out.stdout.strip() == "interrupted; import finished: True", (out.stdout, out.stderr)
+
+
 # Further user errors, through `main` in this process (a process each would cost seconds).
 IN_PROCESS = {
     "unknown-option": (["info", "x.prior", "--bogus"], 2, ["--bogus"]),
