@@ -95,7 +95,7 @@ def job_out(j: Job) -> S.JobOut:
     return S.JobOut(id=j.id, family=j.family, state=j.state, progress=j.progress,
                     message=j.message, error=j.error, prior_version=j.prior_version,
                     config=j.config, seed=j.seed, include_unfinished=j.include_unfinished,
-                    created=j.created, finished=j.finished)
+                    cross_validate_steps=j.cross_validate_steps, created=j.created, finished=j.finished)
 
 
 # ---- routes -------------------------------------------------------------------------------
@@ -166,7 +166,8 @@ def train_prior(body: S.TrainRequest, request: Request, family: str = FamilyName
     except (MetaPriorError, ValueError, TypeError) as e:
         raise InvalidRequestError(f"config: {e}") from None
     check_training_config(cfg)
-    job = store_of(request).create_job(family, cfg.to_dict(), body.seed, body.include_unfinished)
+    job = store_of(request).create_job(family, cfg.to_dict(), body.seed, body.include_unfinished,
+                                       body.cross_validate_steps)
     return job_out(job)
 
 

@@ -142,15 +142,19 @@ class Client:
         return prior_from_bytes(base64.b64decode(out["data"]))
 
     def train_prior(self, family: str, config: ReptileConfig | None = None, seed: int = 0,
-                    include_unfinished: bool = False) -> Job:
+                    include_unfinished: bool = False, cross_validate_steps: bool = False) -> Job:
         """Queue the training of the family's next prior from its finished studies; returns
         the `Job` (call `.wait()`). With fewer finished studies than `config.tasks_per_step`,
-        the job trains on all of them and says so in its message."""
+        the job trains on all of them and says so in its message. With `cross_validate_steps`,
+        the job first chooses how many of `config.outer_steps` to train
+        (`metaprior.cross_validate_outer_steps` over the studies, 5 more training runs); the
+        prior's `stats["cross_validation"]` records the choice."""
         if config is not None and not isinstance(config, ReptileConfig):
             raise ConfigError(f"config must be a ReptileConfig (got {type(config).__name__})")
         out = self.request("POST", f"/v1/families/{_seg(family)}/priors/train",
                            json={"config": None if config is None else config.to_dict(),
-                                 "seed": seed, "include_unfinished": include_unfinished})
+                                 "seed": seed, "include_unfinished": include_unfinished,
+                                 "cross_validate_steps": cross_validate_steps})
         return Job(self, out)
 
     def job(self, job_id: int) -> Job:

@@ -64,8 +64,15 @@ def _v1_to_v2(conn: Connection) -> None:
     conn.exec_driver_sql("CREATE INDEX IF NOT EXISTS ix_jobs_state ON jobs (state, id)")
 
 
+def _v2_to_v3(conn: Connection) -> None:
+    """Jobs record whether they choose their outer steps by cross-validation; the jobs before
+    did not. (FALSE: a literal both backends accept for a boolean column.)"""
+    conn.exec_driver_sql("ALTER TABLE jobs ADD COLUMN cross_validate_steps BOOLEAN NOT NULL "
+                         "DEFAULT FALSE")
+
+
 # version -> function(connection) that migrates a store from that version to the next.
-MIGRATIONS: dict[int, Callable[[Connection], None]] = {1: _v1_to_v2}
+MIGRATIONS: dict[int, Callable[[Connection], None]] = {1: _v1_to_v2, 2: _v2_to_v3}
 
 
 def _named_row(s: Session, model: type[FamilyRow] | type[StudyRow], kind: str, name: str,
@@ -302,11 +309,13 @@ class Store:
             return trial_record(row, study)
 
     # ---- jobs -------------------------------------------------------------------------
-    def create_job(self, family: str, config: dict, seed: int, include_unfinished: bool) -> Job:
+    def create_job(self, family: str, config: dict, seed: int, include_unfinished: bool,
+                   cross_validate_steps: bool = False) -> Job:
         with self._write() as s:
             fam = self._family_row(s, family)
             row = JobRow(family_id=fam.id, state="queued", config=json.dumps(config), seed=seed,
-                         include_unfinished=include_unfinished, progress=0.0,
+                         include_unfinished=include_unfinished,
+                         cross_validate_steps=cross_validate_steps, progress=0.0,
                          message="queued", error=None, prior_version=None, created=time.time())
             s.add(row)
             s.flush()

@@ -126,6 +126,7 @@ def checkpoint_path(store: Store, job: Job) -> Path:
 
 def run_job(store: Store, job: Job, worker: str) -> None:
     """Train job `job` (claimed by `worker`) and store its prior; errors propagate."""
+    from metaprior.meta.early_stopping import cross_validate_outer_steps
     from metaprior.meta.reptile import meta_train
     from metaprior.tasks.table import TableFamily
 
@@ -154,10 +155,19 @@ def run_job(store: Store, job: Job, worker: str) -> None:
     log.info("job %d (%s): %s", job.id, job.family, summary)
     ckpt = checkpoint_path(store, job)
     ckpt.parent.mkdir(parents=True, exist_ok=True)
-    chunk = max(1, math.ceil(cfg.outer_steps / PROGRESS_CHUNKS))
-    done = 0
-    store.update_job(job.id, worker, 0.0, f"training on {summary}")
     with heartbeat(store, job.id, worker):
+        validation = None
+        if job.cross_validate_steps:
+            # Deterministic for the same studies, config and seed: a job resumed by another
+            # worker chooses the same count, so its checkpoint's run still matches.
+            store.update_job(job.id, worker, 0.0, f"cross-validating the outer steps on {summary}")
+            validation = cross_validate_outer_steps(fam, cfg, seed=job.seed, progress=False)
+            notes.append(f"cross-validation over {validation['folds']} folds of the studies "
+                         f"chose {validation['outer_steps']} of {cfg.outer_steps} outer steps")
+            cfg = dataclasses.replace(cfg, outer_steps=validation["outer_steps"])
+            summary = f"{n} {which}, {len(df)} trials; {'; '.join(notes)}"
+        chunk = max(1, math.ceil(cfg.outer_steps / PROGRESS_CHUNKS))
+        store.update_job(job.id, worker, 0.0, f"training on {summary}")
         while True:
             prior = meta_train(fam, cfg, seed=job.seed, progress=False, checkpoint=ckpt,
                                resume=True, max_steps=chunk, shift_prior=False)
@@ -168,6 +178,8 @@ def run_job(store: Store, job: Job, worker: str) -> None:
                              f"outer step {done} of {cfg.outer_steps}; {summary}")
     prior.stats["service"] = {"job": job.id, "studies": int(n), "trials": len(df),
                               "notes": notes}
+    if validation is not None:
+        prior.stats["cross_validation"] = validation
     version = store.finish_job(job.id, worker, prior_to_bytes(prior), f"done; trained on {summary}")
     log.info("job %d (%s): stored as version %d", job.id, job.family, version.version)
     for path in (ckpt, ckpt.with_name(ckpt.name + ".lock")):

@@ -14,7 +14,8 @@ from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 # Bump with a migration in db.MIGRATIONS whenever a table changes. History:
 #   1: the first schema.
 #   2: jobs indexed by state (every worker's poll filters on it).
-SCHEMA_VERSION = 2
+#   3: jobs.cross_validate_steps (a job may choose its outer steps by cross-validation).
+SCHEMA_VERSION = 3
 
 
 class Base(DeclarativeBase):
@@ -97,6 +98,7 @@ class JobRow(Base):
     config: Mapped[str] = mapped_column(Text, nullable=False)
     seed: Mapped[int] = mapped_column(Integer, nullable=False)
     include_unfinished: Mapped[bool] = mapped_column(Boolean, nullable=False)
+    cross_validate_steps: Mapped[bool] = mapped_column(Boolean, nullable=False, default=False)
     progress: Mapped[float] = mapped_column(Float, nullable=False)
     message: Mapped[str] = mapped_column(Text, nullable=False)
     error: Mapped[str | None] = mapped_column(Text, nullable=True)

@@ -59,6 +59,7 @@ class Job:
     config: dict
     seed: int
     include_unfinished: bool
+    cross_validate_steps: bool
     progress: float
     message: str
     error: str | None
@@ -83,5 +84,5 @@ def trial_record(row: TrialRow, study: str) -> Trial:
 
 def job_record(row: JobRow, family: str) -> Job:
     return Job(row.id, family, row.state, json.loads(row.config), row.seed,
-               bool(row.include_unfinished), row.progress, row.message, row.error,
-               row.prior_version, row.created, row.finished)
+               bool(row.include_unfinished), bool(row.cross_validate_steps), row.progress,
+               row.message, row.error, row.prior_version, row.created, row.finished)

@@ -78,6 +78,9 @@ class TrainRequest(Strict):
         None, description="ReptileConfig fields (ReptileConfig.to_dict()); None: the defaults")
     seed: Seed = 0
     include_unfinished: bool = Field(False, description="train on unfinished studies too")
+    cross_validate_steps: bool = Field(
+        False, description="choose the outer steps (at most config's) by cross-validation over "
+        "the studies (metaprior.cross_validate_outer_steps); costs 5 more training runs")
 
 
 class JobOut(BaseModel):
@@ -91,6 +94,7 @@ class JobOut(BaseModel):
     config: dict[str, Any]
     seed: int
     include_unfinished: bool
+    cross_validate_steps: bool
     created: float
     finished: float | None
 

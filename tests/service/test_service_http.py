@@ -321,20 +321,26 @@ def test_upload_prior_checks_the_file_and_the_space(client, tmp_path):
         client.upload_prior(fam, other)  # the prior's space is x0 in [-5, 5]: not this family's
 
 
-def test_train_a_prior_from_finished_studies(client):
-    space = mp.SearchSpace([mp.Float("x1", -5.0, 10.0), mp.Float("x2", 0.0, 15.0)])
-    fam = unique("branin")
-    client.create_family(fam, space)
-    with pytest.raises(JobFailedError, match="0 finished studies"):
-        client.train_prior(fam).wait(timeout=60)
-    tasks = mp.tasks.Branin().held_out_tasks(3, seed=0)
-    for k, task in enumerate(tasks):
+def finish_branin_studies(client, fam: str, n_studies: int) -> None:
+    """`n_studies` finished studies of 4 trials each, on held-out Branin tasks."""
+    for k, task in enumerate(mp.tasks.Branin().held_out_tasks(n_studies, seed=0)):
         study = client.create_study(fam, name=unique(f"b{k}"), seed=k, options=FAST)
         for _ in range(4):
             trials = study.ask()
             X = torch.tensor(trials[["x1", "x2"]].to_numpy(), dtype=torch.float64)
             study.tell(trials, task(X).tolist())
         study.finish()
+
+
+BRANIN_SPACE = mp.SearchSpace([mp.Float("x1", -5.0, 10.0), mp.Float("x2", 0.0, 15.0)])
+
+
+def test_train_a_prior_from_finished_studies(client):
+    fam = unique("branin")
+    client.create_family(fam, BRANIN_SPACE)
+    with pytest.raises(JobFailedError, match="0 finished studies"):
+        client.train_prior(fam).wait(timeout=60)
+    finish_branin_studies(client, fam, 3)
     cfg = mp.ReptileConfig(outer_steps=40, points_per_task=8, inner_steps=4, hidden=(16, 16))
     job = client.train_prior(fam, config=cfg, seed=0).wait(timeout=120)
     assert job.state == "done" and job.progress == 1.0
@@ -350,6 +356,21 @@ def test_train_a_prior_from_finished_studies(client):
     with pytest.raises(InvalidRequestError, match="outer_steps"):
         client.request("POST", f"/v1/families/{fam}/priors/train",
                        json={"config": {"outer_steps": 0}})
+    assert job.info["cross_validate_steps"] is False and "cross_validation" not in prior.stats
+
+
+def test_a_job_chooses_its_outer_steps_by_cross_validation(client):
+    fam = unique("branin-cv")
+    client.create_family(fam, BRANIN_SPACE)
+    finish_branin_studies(client, fam, 3)
+    cfg = mp.ReptileConfig(outer_steps=40, points_per_task=4, inner_steps=2, hidden=(8,))
+    job = client.train_prior(fam, config=cfg, seed=0, cross_validate_steps=True).wait(timeout=120)
+    assert job.state == "done" and job.info["cross_validate_steps"] is True
+    validation = client.prior(fam).stats["cross_validation"]
+    chosen = validation["outer_steps"]
+    assert validation["folds"] == 3 and 1 <= chosen <= 40
+    assert f"chose {chosen} of 40 outer steps" in job.message
+    assert client.prior(fam).stats["outer_steps_done"] == chosen
 
 
 def test_a_store_with_no_free_connection_is_503_not_500(tmp_path, monkeypatch):

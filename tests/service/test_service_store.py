@@ -315,12 +315,31 @@ def test_an_older_store_is_migrated_and_keeps_its_data(store_url):
     engine = create_engine(normalize_url(store_url))
     with engine.begin() as conn:  # make it a version-1 store: no index on the jobs' state
         conn.execute(text("DROP INDEX ix_jobs_state"))
+        conn.execute(text("ALTER TABLE jobs DROP COLUMN cross_validate_steps"))
         conn.execute(text("UPDATE metaprior_schema SET version = 1"))
     assert "ix_jobs_state" not in {i["name"] for i in inspect(engine).get_indexes("jobs")}
     store = Store(store_url)
-    assert store.schema_version == SCHEMA_VERSION == 2
+    assert store.schema_version == SCHEMA_VERSION == 3
     assert "ix_jobs_state" in {i["name"] for i in inspect(engine).get_indexes("jobs")}
     assert store.get_family("fam").space == SPACE
+    engine.dispose()
+    store.close()
+
+
+def test_a_version_2_stores_jobs_gain_the_cross_validation_flag(store_url):
+    old = Store(store_url)
+    old.create_family("fam", SPACE, "minimize")
+    queued = old.create_job("fam", {"outer_steps": 5}, seed=0, include_unfinished=False)
+    old.close()
+    engine = create_engine(normalize_url(store_url))
+    with engine.begin() as conn:  # a version-2 store: jobs without the column
+        conn.execute(text("ALTER TABLE jobs DROP COLUMN cross_validate_steps"))
+        conn.execute(text("UPDATE metaprior_schema SET version = 2"))
+    store = Store(store_url)
+    assert store.schema_version == 3
+    assert store.get_job(queued.id).cross_validate_steps is False
+    assert store.create_job("fam", {}, seed=0, include_unfinished=False,
+                            cross_validate_steps=True).cross_validate_steps is True
     engine.dispose()
     store.close()
 
