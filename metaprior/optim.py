@@ -73,7 +73,7 @@ def default_n_init(dim: int) -> int:
 
 
 MODES = ("trusted", *PRIOR_MODES, "shift")
-# Start each step's informed-GP fit from the previous step's (the trusted default only).
+# Start each step's GP fits from the previous step's (the trusted default only).
 WARM_START_FIT = True
 HISTORY_COLUMNS = ("iteration", "y", "best", "source", "asked", "seconds", "prior_trust")
 
@@ -287,10 +287,10 @@ class Optimizer:
                                 input_transform=Normalize(d=self.dim, bounds=self.bounds))
         if self.mode == "trusted":
             previous = self.model if isinstance(self.model, TrustedPriorModel) else None
-            start = previous.informed_hyperparameters() if WARM_START_FIT and previous else None
+            starts = previous.fitted_hyperparameters() if WARM_START_FIT and previous else None
             return TrustedPriorModel(self._X, self._Y, self.prior, bounds=self.bounds,
                                      adapt_steps=self.adapt_steps, seed=self.seed,
-                                     informed_start=start, prior_design=one_point,
+                                     fit_starts=starts, prior_design=one_point,
                                      shift_retired=previous is not None
                                      and previous.left_occams_window,
                                      **self.trusted_options)

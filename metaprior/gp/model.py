@@ -15,6 +15,7 @@ from metaprior.gp.inputs import check_training_data
 from metaprior.gp.kernels import feature_kernel, residual_kernel
 from metaprior.gp.means import NetworkMean, WeightedNetworkMean
 from metaprior.gp.network import FrozenNetwork
+from metaprior.gp.test_rows_mean import TestRowsMean
 from metaprior.gp.transforms import RESIDUAL_FLOOR, FloorStandardize
 from metaprior.prior import MetaPrior
 from metaprior.validation import check_query, warn_far_from_family
@@ -22,7 +23,7 @@ from metaprior.validation import check_query, warn_far_from_family
 MODES = ("mean", "weighted", "kernel", "both")
 
 
-class MetaPriorModel(SingleTaskGP):
+class MetaPriorModel(TestRowsMean, SingleTaskGP):
     """A GP whose mean and/or kernel come from a prior adapted to the observations.
 
     On construction a copy of the prior's network adapts to `(train_X, train_Y)` with the

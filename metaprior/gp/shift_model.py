@@ -25,6 +25,7 @@ from metaprior.gp.kernels import residual_kernel
 from metaprior.gp.likelihoods import wide_noise_likelihood
 from metaprior.gp.means import NetworkMean
 from metaprior.gp.particles import ShiftEnsemble, thin
+from metaprior.gp.test_rows_mean import TestRowsMean
 from metaprior.gp.transforms import RESIDUAL_FLOOR, FloorStandardize
 from metaprior.prior import MetaPrior
 from metaprior.shift import ShiftPrior, infer_shift
@@ -37,7 +38,7 @@ from metaprior.validation import check_query, warn_far_from_family
 N_MEMBERS = 16
 
 
-class ShiftEnsembleModel(SingleTaskGP):
+class ShiftEnsembleModel(TestRowsMean, SingleTaskGP):
     """GPs over posterior samples of where this task's copy of the prior's landscape sits.
 
     Args:
@@ -59,6 +60,8 @@ class ShiftEnsembleModel(SingleTaskGP):
         wide_noise: the members' noise has `wide_noise_likelihood`'s prior (the trusted
             model's informed GPs), so that noiseless observations are interpolated; False
             (default): BoTorch's. Ignored when `likelihood` is given.
+        sampler: keyword arguments of `infer_shift` (`n_particles`, `n_proposals`,
+            `mh_steps`); None: its defaults.
 
     Example:
         >>> model = ShiftEnsembleModel(X, Y, prior=prior)
@@ -74,7 +77,7 @@ class ShiftEnsembleModel(SingleTaskGP):
                  outcome_transform: OutcomeTransform | _DefaultType | None = DEFAULT,
                  covar_module: Kernel | None = None, likelihood=None, seed: int = 0,
                  n_members: int = N_MEMBERS, meta_residual: bool = True,
-                 wide_noise: bool = False) -> None:
+                 wide_noise: bool = False, sampler: dict | None = None) -> None:
         train_X, train_Y = check_training_data("ShiftEnsembleModel", prior, train_X, train_Y, train_Yvar)
         if isinstance(n_members, bool) or not isinstance(n_members, int) or n_members < 1:
             raise ConfigError(f"n_members must be a positive integer (got {n_members!r})")
@@ -88,7 +91,8 @@ class ShiftEnsembleModel(SingleTaskGP):
         if outcome_transform == DEFAULT:
             outcome_transform = FloorStandardize(RESIDUAL_FLOOR * prior.y_std)
         self.shift_particles = infer_shift(prior, prior.to_unit(train_X),
-                                           prior.normalize_y(train_Y[:, 0]), seed=seed)
+                                           prior.normalize_y(train_Y[:, 0]), seed=seed,
+                                           **(sampler or {}))
         network = ShiftEnsemble(prior, thin(self.shift_particles, n_members))
         # One GP per member: a batch of K copies of the data, mixed in `posterior`.
         K = network.n_members

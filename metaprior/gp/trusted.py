@@ -89,6 +89,10 @@ SHIFT_RESIDUAL_PRIOR = 0.15
 # a smaller sample costs a tenth of the ensemble's (0.06 s against 0.58 s on Hartmann-6 at
 # n = 30), so the step still costs about what the two-GP model's does.
 RETIRED_SHIFT_SAMPLER = {"n_particles": 64, "n_proposals": 1024, "mh_steps": 10}
+# The scored ensemble's shift posterior: 64 Metropolis-Hastings chains instead of
+# `infer_shift`'s 256, of which the ensemble keeps 16 members either way. The chains were the
+# largest part of a 6-D BO step's model at n = 30 (`benchmarks/bo_overhead.py`).
+SCORED_SHIFT_SAMPLER = {"n_particles": 64}
 # Scheme "prequential" scores each point from this one on by the GPs' own forecasts
 # (`run_forecasts`): a GP fitted to one or two points forecasts with hyperparameters those points
 # barely constrain.
@@ -200,38 +204,48 @@ def held_out_means(train_X: Tensor, train_Y: Tensor, prior: MetaPrior, scheme: s
                                       seed=seed)
 
 
-def informed_gp(train_X: Tensor, train_Y: Tensor, prior: MetaPrior, means: Tensor | None,
-                scheme: str, adapt_steps: int | None, seed: int,
-                start: dict[str, Tensor] | None = None) -> MetaPriorModel:
-    """The informed GP, fitted: the adapted network as its mean, scaled by the network's
-    held-out errors (`informed_transform`), noise under `wide_noise_likelihood`'s prior.
-    `start`: hyperparameters to start the fit from (`informed_hyperparameters`)."""
-    model = MetaPriorModel(train_X, train_Y, prior, mode="mean", adapt_steps=adapt_steps,
-                           seed=seed, likelihood=wide_noise_likelihood(),
-                           outcome_transform=informed_transform(train_Y, means, prior, scheme))
+def fit_from(model: Model, name: str, start: dict[str, Tensor] | None = None) -> None:
+    """Fit GP `name` (`model`) by marginal likelihood, from the hyperparameters `start` if
+    given (`fitted_hyperparameters`), else from its priors' defaults.
+
+    The previous BO step's fit is a good start: the marginal likelihood moves little with one
+    more point, and L-BFGS then needs a few steps instead of ~20.
+    """
     if start is not None:
-        # The previous step's fit is a good start: the marginal likelihood moves little with
-        # one more point, and L-BFGS then needs a few steps instead of ~20.
         known = dict(model.named_parameters())
         unknown = sorted(set(start) - set(known))
         if unknown:
-            raise ConfigError(f"informed_start has keys {unknown} that are not the informed "
-                              f"GP's hyperparameters {sorted(known)}")
+            raise ConfigError(f"fit_starts[{name!r}] has keys {unknown} that are not the "
+                              f"{name} GP's hyperparameters {sorted(known)}")
         model.load_state_dict(start, strict=False)
     fit_gp(model)
+
+
+def informed_gp(train_X: Tensor, train_Y: Tensor, prior: MetaPrior, means: Tensor | None,
+                scheme: str, adapt_steps: int | None, seed: int,
+                start: dict[str, Tensor] | None = None) -> MetaPriorModel:
+    """The informed GP, fitted (from `start`, see `fit_from`): the adapted network as its mean,
+    scaled by the network's held-out errors (`informed_transform`), noise under
+    `wide_noise_likelihood`'s prior."""
+    model = MetaPriorModel(train_X, train_Y, prior, mode="mean", adapt_steps=adapt_steps,
+                           seed=seed, likelihood=wide_noise_likelihood(),
+                           outcome_transform=informed_transform(train_Y, means, prior, scheme))
+    fit_from(model, "informed", start)
     return model
 
 
-def uninformed_gp(train_X: Tensor, train_Y: Tensor, bounds: Tensor) -> SingleTaskGP:
-    """Uninformed BO's GP, fitted."""
+def uninformed_gp(train_X: Tensor, train_Y: Tensor, bounds: Tensor,
+                  start: dict[str, Tensor] | None = None) -> SingleTaskGP:
+    """Uninformed BO's GP, fitted (from `start`, see `fit_from`)."""
     model = SingleTaskGP(train_X, train_Y, input_transform=Normalize(d=bounds.shape[-1],
                                                                        bounds=bounds))
-    fit_gp(model)
+    fit_from(model, "uninformed", start)
     return model
 
 
 def shift_gp(train_X: Tensor, train_Y: Tensor, prior: MetaPrior, state: str, scheme: str,
-             seed: int) -> tuple[ShiftEnsembleModel, tuple[Tensor, Tensor] | None]:
+             seed: int, start: dict[str, Tensor] | None = None
+             ) -> tuple[ShiftEnsembleModel, tuple[Tensor, Tensor] | None]:
     """The shift ensemble, fitted, and the shift posterior's held-out forecasts (None in the
     design or below `MIN_POINTS`).
 
@@ -240,7 +254,8 @@ def shift_gp(train_X: Tensor, train_Y: Tensor, prior: MetaPrior, state: str, sch
     `SHIFT_RESIDUAL_PRIOR` family stds. With the meta-learned residual instead, a trusted
     ensemble stalled: on a negated Forrester task it asked the same point for ten steps at a
     regret of 3e-3, its noise growing to explain the misfit, while predicting those repeats well
-    enough to keep its weight (with this scale it reached 4e-7).
+    enough to keep its weight (with this scale it reached 4e-7). `start`: hyperparameters of a
+    scored ensemble to start the fit from (`fit_from`).
     """
     if state == "design":
         model = ShiftEnsembleModel(train_X, train_Y, prior, seed=seed)
@@ -251,9 +266,10 @@ def shift_gp(train_X: Tensor, train_Y: Tensor, prior: MetaPrior, state: str, sch
                  if train_Y.shape[0] >= MIN_POINTS else None)
     model = ShiftEnsembleModel(
         train_X, train_Y, prior, seed=seed, meta_residual=False, wide_noise=True,
+        sampler=SCORED_SHIFT_SAMPLER,
         outcome_transform=informed_transform(train_Y, None if forecasts is None else forecasts[0],
                                              prior, scheme, SHIFT_RESIDUAL_PRIOR))
-    fit_gp(model)
+    fit_from(model, "shift", start)
     return model, forecasts
 
 
@@ -310,8 +326,9 @@ class TrustedPriorModel(Model, FantasizeMixin):
         adapt_steps: inner steps of the informed GP's adaptation (default: the prior's).
         seed: seeds the adaptation's minibatch order and the shift sampler.
         scheme: "prequential" or "loo", how the held-out scores are made.
-        informed_start: hyperparameters to start the informed GP's fit from, e.g. the previous
-            BO step's `informed_hyperparameters()`; None starts from the priors' defaults.
+        fit_starts: hyperparameters to start each GP's fit from, by name ("informed",
+            "uninformed", "shift"), e.g. the previous BO step's `fitted_hyperparameters()`;
+            a GP not named starts from its priors' defaults (as all do with None).
         with_shift: a third GP, the shift ensemble (`ShiftEnsembleModel`), scored by the
             forecasts of the shift posterior of the points before each
             (`shift_held_out_forecasts`); None (default): when the prior has a shift prior.
@@ -342,7 +359,7 @@ class TrustedPriorModel(Model, FantasizeMixin):
                  bounds: Tensor | None = None, prior_probability: float = PRIOR_PROBABILITY,
                  adapt_steps: int | None = None, seed: int = 0,
                  scheme: str = "prequential",
-                 informed_start: dict[str, Tensor] | None = None,
+                 fit_starts: dict[str, dict[str, Tensor]] | None = None,
                  with_shift: bool | None = None, prior_design: bool = True,
                  shift_retired: bool = False) -> None:
         super().__init__()
@@ -352,6 +369,11 @@ class TrustedPriorModel(Model, FantasizeMixin):
             raise ConfigError(f"prior_probability must be in (0, 1) (got {prior_probability!r})")
         if with_shift is not None and not isinstance(with_shift, bool):
             raise ConfigError(f"with_shift must be True, False or None (got {with_shift!r})")
+        starts = dict(fit_starts or {})
+        unknown = sorted(set(starts) - {"informed", "uninformed", "shift"})
+        if unknown:
+            raise ConfigError(f"fit_starts has GPs {unknown}; the model's are 'informed', "
+                              f"'uninformed' and 'shift'")
         train_X, train_Y = check_training_data("TrustedPriorModel", prior, train_X, train_Y)
         if with_shift is None:
             with_shift = prior.shift_prior is not None
@@ -368,16 +390,17 @@ class TrustedPriorModel(Model, FantasizeMixin):
         # error, which sets the informed GP's scale (and, scheme "loo", score the prior).
         self._held_out_means = held_out_means(train_X, train_Y, prior, scheme, adapt_steps, seed)
         self.informed = informed_gp(train_X, train_Y, prior, self._held_out_means, scheme,
-                                    adapt_steps, seed, informed_start)
-        self.uninformed = uninformed_gp(train_X, train_Y, bounds)
-        self.warm_started = informed_start is not None
+                                    adapt_steps, seed, starts.get("informed"))
+        self.uninformed = uninformed_gp(train_X, train_Y, bounds, starts.get("uninformed"))
+        self.warm_started = bool(starts)
         self.shift, self.shift_score, shift_forecasts = None, None, None
         self.shift_state = ("none" if not with_shift else "retired" if shift_retired else
                             "design" if prior_design and train_Y.shape[0] < PRIOR_DESIGN_POINTS
                             else "scored")
         if self.shift_state in ("design", "scored"):
-            self.shift, shift_forecasts = shift_gp(train_X, train_Y, prior, self.shift_state,
-                                                   scheme, seed)
+            self.shift, shift_forecasts = shift_gp(
+                train_X, train_Y, prior, self.shift_state, scheme, seed,
+                starts.get("shift") if self.shift_state == "scored" else None)
         # Only the scored ensemble's residual is set from forecasts of earlier points, which
         # overstate its error; the design's is meta-learned.
         self.shift_variance_factor = (variance_factor(self.shift) if self.shift_state == "scored"
@@ -483,10 +506,15 @@ class TrustedPriorModel(Model, FantasizeMixin):
         return (held_out_score(self.informed, y, informed_means, self.scheme, skip),
                 held_out_score(self.uninformed, y, uninformed_means, self.scheme, skip))
 
-    def informed_hyperparameters(self) -> dict[str, Tensor]:
-        """The informed GP's fitted hyperparameters (raw noise and lengthscales), to start the
-        next step's fit from (`informed_start`)."""
-        return {name: p.detach().clone() for name, p in self.informed.named_parameters()}
+    def fitted_hyperparameters(self) -> dict[str, dict[str, Tensor]]:
+        """Each GP's fitted hyperparameters by name, to start the next step's fits from
+        (`fit_starts`); the shift ensemble's only while it is scored (in the design its
+        residual is another kernel)."""
+        parts = {"informed": self.informed, "uninformed": self.uninformed}
+        if self.shift_state == "scored":
+            parts["shift"] = self.shift
+        return {name: {key: p.detach().clone() for key, p in gp.named_parameters()}
+                for name, gp in parts.items()}
 
     @classmethod
     def _from_parts(cls, template: TrustedPriorModel, informed: Model, uninformed: Model,

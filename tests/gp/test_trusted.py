@@ -364,17 +364,28 @@ def test_a_fit_starts_from_the_hyperparameters_it_is_given():
     X = branin_points(8)
     Y = Branin().held_out_tasks(1)[0](X).unsqueeze(-1)
     first = TrustedPriorModel(X[:7], Y[:7], prior)
-    start = first.informed_hyperparameters()
-    assert set(start) == {"likelihood.noise_covar.raw_noise", "covar_module.raw_lengthscale"}
+    starts = first.fitted_hyperparameters()
+    assert first.shift_state == "scored" and set(starts) == {"informed", "uninformed", "shift"}
+    assert set(starts["informed"]) == {"likelihood.noise_covar.raw_noise",
+                                       "covar_module.raw_lengthscale"}
     assert not first.warm_started
     # Fitting stops where it starts when it starts at its own optimum for the same data.
-    again = TrustedPriorModel(X[:7], Y[:7], prior, informed_start=start)
+    again = TrustedPriorModel(X[:7], Y[:7], prior, fit_starts=starts)
     assert again.warm_started
-    for name, value in again.informed_hyperparameters().items():
-        torch.testing.assert_close(value, start[name], rtol=1e-3, atol=1e-3)
+    for name, fitted in again.fitted_hyperparameters().items():
+        for key, value in fitted.items():
+            torch.testing.assert_close(value, starts[name][key], rtol=1e-3, atol=1e-3)
+    # A start moves the fit: from a lengthscale far from the optimum, fitting stops elsewhere.
+    far = {**starts["uninformed"], "covar_module.raw_lengthscale":
+           starts["uninformed"]["covar_module.raw_lengthscale"] + 3.0}
+    moved = TrustedPriorModel(X[:7], Y[:7], prior, fit_starts={"uninformed": far})
+    assert not torch.equal(moved.fitted_hyperparameters()["uninformed"]["covar_module.raw_lengthscale"],
+                           first.fitted_hyperparameters()["uninformed"]["covar_module.raw_lengthscale"])
     with pytest.raises(ConfigError, match="raw_outputscale"):
-        TrustedPriorModel(X, Y, prior, informed_start={**start, "covar_module.raw_outputscale":
-                                                       torch.zeros(1, dtype=torch.float64)})
+        TrustedPriorModel(X, Y, prior, fit_starts={"informed": {
+            **starts["informed"], "covar_module.raw_outputscale": torch.zeros(1, dtype=torch.float64)}})
+    with pytest.raises(ConfigError, match="'kernel'"):
+        TrustedPriorModel(X, Y, prior, fit_starts={"kernel": {}})
 
 
 def test_weights_from_evidence_is_the_logistic_for_two_models():
