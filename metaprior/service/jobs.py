@@ -151,8 +151,10 @@ def run_job(store: Store, job: Job, worker: str) -> None:
         notes.append(f"meta-batch shrunk from tasks_per_step={cfg.tasks_per_step} to "
                      f"{fam.n_train_tasks()}: the family has {fam.n_train_tasks()} {which}")
         cfg = dataclasses.replace(cfg, tasks_per_step=fam.n_train_tasks())
-    summary = f"{n} {which}, {len(df)} trials" + (f"; {'; '.join(notes)}" if notes else "")
-    log.info("job %d (%s): %s", job.id, job.family, summary)
+    def summary() -> str:  # what the job trains on, with the notes so far
+        return f"{n} {which}, {len(df)} trials" + (f"; {'; '.join(notes)}" if notes else "")
+
+    log.info("job %d (%s): %s", job.id, job.family, summary())
     ckpt = checkpoint_path(store, job)
     ckpt.parent.mkdir(parents=True, exist_ok=True)
     with heartbeat(store, job.id, worker):
@@ -160,14 +162,13 @@ def run_job(store: Store, job: Job, worker: str) -> None:
         if job.cross_validate_steps:
             # Deterministic for the same studies, config and seed: a job resumed by another
             # worker chooses the same count, so its checkpoint's run still matches.
-            store.update_job(job.id, worker, 0.0, f"cross-validating the outer steps on {summary}")
+            store.update_job(job.id, worker, 0.0, f"cross-validating the outer steps on {summary()}")
             validation = cross_validate_outer_steps(fam, cfg, seed=job.seed, progress=False)
             notes.append(f"cross-validation over {validation['folds']} folds of the studies "
                          f"chose {validation['outer_steps']} of {cfg.outer_steps} outer steps")
             cfg = dataclasses.replace(cfg, outer_steps=validation["outer_steps"])
-            summary = f"{n} {which}, {len(df)} trials; {'; '.join(notes)}"
         chunk = max(1, math.ceil(cfg.outer_steps / PROGRESS_CHUNKS))
-        store.update_job(job.id, worker, 0.0, f"training on {summary}")
+        store.update_job(job.id, worker, 0.0, f"training on {summary()}")
         while True:
             prior = meta_train(fam, cfg, seed=job.seed, progress=False, checkpoint=ckpt,
                                resume=True, max_steps=chunk, shift_prior=False)
@@ -175,12 +176,12 @@ def run_job(store: Store, job: Job, worker: str) -> None:
             if done >= cfg.outer_steps:
                 break
             store.update_job(job.id, worker, done / cfg.outer_steps,
-                             f"outer step {done} of {cfg.outer_steps}; {summary}")
+                             f"outer step {done} of {cfg.outer_steps}; {summary()}")
     prior.stats["service"] = {"job": job.id, "studies": int(n), "trials": len(df),
                               "notes": notes}
     if validation is not None:
         prior.stats["cross_validation"] = validation
-    version = store.finish_job(job.id, worker, prior_to_bytes(prior), f"done; trained on {summary}")
+    version = store.finish_job(job.id, worker, prior_to_bytes(prior), f"done; trained on {summary()}")
     log.info("job %d (%s): stored as version %d", job.id, job.family, version.version)
     for path in (ckpt, ckpt.with_name(ckpt.name + ".lock")):
         path.unlink(missing_ok=True)
